@@ -1,0 +1,70 @@
+"""The ``callmeter`` command.  Subcommands grow as their parts are built.
+
+Exit codes: 0 success, 2 bad configuration or usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from typing import TextIO
+
+from callmeter import __version__
+
+__all__ = ["main"]
+
+
+def main(
+    argv: Sequence[str] | None = None,
+    environ: Mapping[str, str] | None = None,
+    out: TextIO | None = None,
+) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    out = out or sys.stdout
+    env = os.environ if environ is None else environ
+    if args.command == "version":
+        out.write(f"callmeter-worker {__version__}\n")
+        return 0
+    if args.command == "config":
+        return _config(env, out, require_token=not args.no_token)
+    parser.print_help(out)
+    return 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="callmeter",
+        description="callmeter-worker: SIP/VoIP test endpoints and call-quality metrics. "
+        "The daemon runs as `twistd -n callmeter` (Debian: twistd3) or the systemd unit "
+        "callmeter-worker.service.",
+    )
+    parser.add_argument("--version", action="version", version=f"callmeter-worker {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands.add_parser("version", help="print the version")
+    config = commands.add_parser(
+        "config", help="check the configuration (environment) and print it, secrets masked"
+    )
+    config.add_argument(
+        "--no-token", action="store_true", help="do not require WORKER_TOKEN (local runs need none)"
+    )
+    return parser
+
+
+def _config(environ: Mapping[str, str], out: TextIO, *, require_token: bool) -> int:
+    from callmeter.config import ConfigError, load_config
+
+    try:
+        config = load_config(environ, require_token=require_token)
+    except ConfigError as error:
+        sys.stderr.write(f"callmeter: {error}\n")
+        return 2
+    for name, value in config.describe().items():
+        out.write(f"{name:24} {value}\n")
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,46 @@
+"""Packaging for callmeter-worker.
+
+``twisted.plugins`` is listed as a package so that the plugin module ships,
+but ``twisted/__init__.py`` and ``twisted/plugins/__init__.py`` are *not*
+shipped: they belong to Twisted itself (dpkg would refuse to overwrite
+python3-twisted's copy).
+"""
+
+import re
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+HERE = Path(__file__).parent
+VERSION = re.search(
+    r'^__version__ = "([^"]+)"', (HERE / "callmeter" / "__init__.py").read_text(), re.M
+).group(1)  # type: ignore[union-attr]
+
+setup(
+    name="callmeter-worker",
+    version=VERSION,
+    description="SIP/VoIP test worker: real SIP endpoints, RTP media and call-quality metrics",
+    long_description=(HERE / "README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    license="MIT",
+    python_requires=">=3.11",
+    packages=[*find_packages(include=["callmeter", "callmeter.*"]), "twisted.plugins"],
+    package_data={"callmeter": ["py.typed"]},
+    install_requires=[
+        "twisted>=22.4",
+        "autobahn>=22.7",
+        "service-identity",
+        "pyopenssl",
+        "treq>=22.2",
+        "txaio",
+        "sdnotify>=0.3.1",
+        "prometheus-client",
+        "psutil",
+    ],
+    entry_points={"console_scripts": ["callmeter = callmeter.cli:main"]},
+    classifiers=[
+        "Framework :: Twisted",
+        "Topic :: Communications :: Telephony",
+        "Programming Language :: Python :: 3",
+    ],
+)
