@@ -247,3 +247,9 @@ def test_local_address_probe_uses_real_sockets() -> None:
 def test_default_sip_ip_is_a_bindable_address() -> None:
     config = load_config({"WORKER_TOKEN": TOKEN})
     assert is_local_address(config.sip_ip)
+
+
+def test_readme_documents_every_variable() -> None:
+    readme = (Path(__file__).parents[3] / "README.md").read_text()
+    for variable in VARIABLES:
+        assert f"| `{variable}` |" in readme, variable
