@@ -1,0 +1,434 @@
+"""Per-SSRC RTP receive and send statistics (RFC 3550 appendix A.1, A.3, A.8), sans-IO.
+
+:class:`ReceiverStats` is fed ``on_packet(seq, rtp_ts, arrival, size)`` for every packet
+of one source and costs O(1) with no allocation beyond Python's own integers: it runs for
+every packet of every stream (bench/rtp_stats.py measures it).
+
+Choices made where RFC 3550 leaves room (each one tested):
+
+* Probation (A.1, ``MIN_SEQUENTIAL`` = 2): a source becomes valid after two packets with
+  consecutive sequence numbers. Unlike the A.1 code, which starts counting at the packet
+  that ends probation, the packets of the successful probation run are counted too: the
+  base sequence number is the run's first packet, so a stream's first packet is not
+  reported as lost. A packet that breaks a probation run (a gap, a duplicate) starts a
+  new run; the abandoned packets count in ``packets``/``bytes`` but not in the loss
+  arithmetic. ``min_sequential=1`` trusts the very first packet (a dedicated, negotiated
+  port where strays are not a concern).
+* Restart (A.1, ``MAX_DROPOUT`` 3000, ``MAX_MISORDER`` 100): a jump is ignored once
+  (``discarded``); a second packet that follows the ignored one re-synchronises. Here the
+  re-synchronised run starts at the ignored packet (it is counted), and the expected
+  count of the old run is kept, so cumulative loss and ``received`` never go backwards
+  (A.1 would reset them). The report block's extended highest sequence restarts, as in
+  A.1.
+* Late packets (up to ``MAX_MISORDER`` behind the highest): a window of the last 128
+  extended sequence numbers tells a duplicate (``duplicates``) from a reordered packet
+  (``out_of_order``). A reordered packet older than the base sequence number (it was
+  overtaken by the stream's first packets) moves the base down, so it is not counted as
+  received-but-never-expected. As in RFC 3550 6.4.1, ``received`` includes duplicates, so
+  ``lost`` (expected - received) can go negative; ``missing`` (expected - unique packets
+  received) does not count duplicates and is the figure to compare with a drop counter.
+* Jitter (A.8) uses the float form J += (|D| - J) / 16, with arrival times as floats in
+  seconds turned into timestamp units (no rounding of arrivals to clock ticks), and
+  timestamp differences taken modulo 2**32 so a timestamp wrap is no jump. Every packet
+  that is not discarded as a sequence jump contributes, in arrival order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from callmeter.rtp.rtcp import (
+    ReportBlock,
+    SenderReport,
+    dlsr_from_seconds,
+    ntp_from_unix,
+    ntp_middle32,
+    rtt_seconds,
+)
+
+__all__ = [
+    "MAX_DROPOUT",
+    "MAX_MISORDER",
+    "MIN_SEQUENTIAL",
+    "RTP_SEQ_MOD",
+    "ReceiverSnapshot",
+    "ReceiverStats",
+    "SenderStats",
+]
+
+RTP_SEQ_MOD = 1 << 16
+MAX_DROPOUT = 3000
+MAX_MISORDER = 100
+MIN_SEQUENTIAL = 2
+
+_WINDOW = 128  # > MAX_MISORDER: every late packet still in the window
+_WINDOW_MASK = _WINDOW - 1
+_NEVER = -(1 << 40)  # an extended sequence number no packet can have (they are > -2**17)
+_U32 = 0xFFFFFFFF
+
+
+@dataclass(frozen=True, slots=True)
+class ReceiverSnapshot:
+    """Cumulative figures of one received stream, for metrics (no interval reset).
+
+    ``expected``, ``received``, ``lost`` are RFC 3550 A.3's; ``missing`` excludes
+    duplicates; ``loss_pct`` is ``missing`` over ``expected``. ``jitter`` is in timestamp
+    units, ``jitter_ms`` in milliseconds. ``packets``/``bytes`` count every datagram fed,
+    including ones discarded during probation or as a sequence jump.
+    """
+
+    ssrc: int
+    valid: bool
+    packets: int
+    bytes: int
+    received: int
+    expected: int
+    lost: int
+    missing: int
+    loss_pct: float
+    duplicates: int
+    out_of_order: int
+    discarded: int
+    restarts: int
+    highest_seq: int
+    jitter: float
+    jitter_ms: float
+
+    def as_dict(self) -> dict[str, int | float | bool]:
+        """A JSON-safe dict of the fields."""
+        return asdict(self)
+
+
+class ReceiverStats:
+    """Receive statistics of one SSRC: RFC 3550 A.1 (sequence), A.3 (loss), A.8 (jitter).
+
+    ``arrival`` times are seconds (``reactor.seconds()``); use the same clock for
+    :meth:`on_sender_report` and :meth:`report_block` so that DLSR is right.
+    """
+
+    __slots__ = (
+        "_bad_seq",
+        "_base",
+        "_cycles",
+        "_expected_offset",
+        "_expected_prior",
+        "_jitter",
+        "_last_arrival",
+        "_last_ts",
+        "_lsr",
+        "_max_seq",
+        "_min_sequential",
+        "_probation",
+        "_rate",
+        "_received",
+        "_received_prior",
+        "_seen",
+        "_sr_arrival",
+        "bytes",
+        "clock_rate",
+        "discarded",
+        "duplicates",
+        "out_of_order",
+        "packets",
+        "restarts",
+        "ssrc",
+    )
+
+    def __init__(self, ssrc: int, clock_rate: int, min_sequential: int = MIN_SEQUENTIAL) -> None:
+        if clock_rate <= 0:
+            raise ValueError(f"clock rate {clock_rate} must be positive")
+        if not 1 <= min_sequential <= MAX_MISORDER:
+            raise ValueError(f"min_sequential {min_sequential} not in 1..{MAX_MISORDER}")
+        self.ssrc = ssrc
+        self.clock_rate = clock_rate
+        self.packets = 0
+        self.bytes = 0
+        self.duplicates = 0
+        self.out_of_order = 0
+        self.discarded = 0
+        self.restarts = 0
+        self._rate = float(clock_rate)
+        self._min_sequential = min_sequential
+        self._probation = min_sequential
+        self._max_seq = -1  # no packet yet
+        self._cycles = 0  # count of sequence wraps, shifted (a multiple of RTP_SEQ_MOD)
+        self._base = 0  # extended base sequence number (may go below 0, see module doc)
+        self._bad_seq = RTP_SEQ_MOD + 1
+        self._received = 0
+        self._expected_offset = 0  # expected packets of runs before a restart
+        self._expected_prior = 0
+        self._received_prior = 0
+        self._seen = [_NEVER] * _WINDOW  # slot (ext & 127) -> last extended seq seen there
+        self._jitter = 0.0
+        self._last_ts = 0
+        self._last_arrival = 0.0
+        self._lsr = 0
+        self._sr_arrival = 0.0
+
+    # --- the per-packet path ------------------------------------------------------------
+
+    def on_packet(self, seq: int, rtp_ts: int, arrival: float, size: int) -> None:
+        """Account one received packet (16-bit ``seq``, 32-bit ``rtp_ts``, seconds, octets)."""
+        self.packets += 1
+        self.bytes += size
+        max_seq = self._max_seq
+        if self._probation:
+            if self._in_probation(seq, rtp_ts, arrival):
+                return
+        else:
+            udelta = (seq - max_seq) & 0xFFFF
+            if 0 < udelta < MAX_DROPOUT:
+                # In order, with a permissible gap (A.1).
+                if seq < max_seq:
+                    self._cycles += RTP_SEQ_MOD
+                self._max_seq = seq
+                ext = self._cycles + seq
+                self._seen[ext & _WINDOW_MASK] = ext
+            elif udelta == 0:
+                self.duplicates += 1  # a copy of the highest packet
+            elif udelta <= RTP_SEQ_MOD - MAX_MISORDER:
+                # A large jump: ignore it once, re-synchronise on a second in sequence.
+                if seq != self._bad_seq:
+                    self._bad_seq = (seq + 1) & 0xFFFF
+                    self.discarded += 1
+                    return
+                self._restart(seq, rtp_ts, arrival)
+                return
+            else:
+                # Late: duplicate or reordered, at most MAX_MISORDER behind (A.1).
+                ext = self._cycles + seq
+                if seq > max_seq:
+                    ext -= RTP_SEQ_MOD
+                slot = ext & _WINDOW_MASK
+                if self._seen[slot] == ext:
+                    self.duplicates += 1
+                else:
+                    self._seen[slot] = ext
+                    self.out_of_order += 1
+                    if ext < self._base:
+                        self._base = ext
+            self._received += 1
+        # Interarrival jitter (A.8): D = (Rj - Ri) - (Sj - Si), J += (|D| - J) / 16.
+        dts = (rtp_ts - self._last_ts) & _U32
+        if dts > 0x7FFFFFFF:
+            dts -= 0x100000000
+        d = (arrival - self._last_arrival) * self._rate - dts
+        if d < 0.0:
+            d = -d
+        self._jitter += (d - self._jitter) * 0.0625
+        self._last_ts = rtp_ts
+        self._last_arrival = arrival
+
+    def _in_probation(self, seq: int, rtp_ts: int, arrival: float) -> bool:
+        """Probation (A.1). True when the packet needs no jitter update (the first one)."""
+        first = self._max_seq < 0
+        if first or seq != (self._max_seq + 1) & 0xFFFF:
+            # First packet, or a break in the run: a new run starts here.
+            self._probation = self._min_sequential - 1
+        else:
+            self._probation -= 1
+        self._max_seq = seq
+        if self._probation == 0:
+            # Valid: the run [seq - MIN_SEQUENTIAL + 1, seq] is counted (module doc).
+            # If the run crossed 65535 -> 0, that is the first cycle already.
+            run = self._min_sequential
+            base = (seq - run + 1) & 0xFFFF
+            self._cycles = RTP_SEQ_MOD if base > seq else 0
+            self._base = base
+            self._received += run
+            for ext in range(base, self._cycles + seq + 1):
+                self._seen[ext & _WINDOW_MASK] = ext
+        if first:
+            self._last_ts = rtp_ts
+            self._last_arrival = arrival
+        return first
+
+    def _restart(self, seq: int, rtp_ts: int, arrival: float) -> None:
+        """The source restarted its sequence (two in sequence after a jump, A.1)."""
+        self._expected_offset += self._cycles + self._max_seq - self._base + 1
+        self.restarts += 1
+        self.discarded -= 1  # the ignored packet before this one is counted after all
+        self._received += 2
+        base = (seq - 1) & 0xFFFF
+        self._cycles = RTP_SEQ_MOD if base > seq else 0  # 65535 then 0: one cycle
+        self._max_seq = seq
+        self._base = base
+        self._bad_seq = RTP_SEQ_MOD + 1
+        seen = self._seen
+        for i in range(_WINDOW):
+            seen[i] = _NEVER
+        seen[base & _WINDOW_MASK] = base
+        seen[(base + 1) & _WINDOW_MASK] = base + 1
+        # The timestamps restarted too: no jitter sample across the discontinuity.
+        self._last_ts = rtp_ts
+        self._last_arrival = arrival
+
+    # --- reports ------------------------------------------------------------------------
+
+    @property
+    def valid(self) -> bool:
+        """True once the source passed probation (A.1)."""
+        return self._probation == 0
+
+    @property
+    def extended_highest_seq(self) -> int:
+        """Cycles (shifted) plus the highest sequence number received (A.1)."""
+        return self._cycles + self._max_seq if self._probation == 0 else 0
+
+    @property
+    def expected(self) -> int:
+        """Packets expected: extended highest - base + 1, over all runs (A.3)."""
+        if self._probation:
+            return 0
+        return self._expected_offset + self._cycles + self._max_seq - self._base + 1
+
+    @property
+    def received(self) -> int:
+        """Packets received and accepted, duplicates included (A.3)."""
+        return self._received
+
+    @property
+    def lost(self) -> int:
+        """Cumulative packets lost, expected - received: negative with duplicates (A.3)."""
+        return self.expected - self._received
+
+    @property
+    def jitter(self) -> float:
+        """Interarrival jitter in timestamp units (A.8)."""
+        return self._jitter
+
+    @property
+    def jitter_ms(self) -> float:
+        """Interarrival jitter in milliseconds."""
+        return self._jitter * 1000.0 / self._rate
+
+    def on_sender_report(self, sr: SenderReport, arrival: float) -> None:
+        """Remember the source's last SR for the LSR and DLSR fields (6.4.1)."""
+        self._lsr = ntp_middle32(sr.ntp_timestamp)
+        self._sr_arrival = arrival
+
+    def report_block(self, now: float) -> ReportBlock:
+        """The RR block for this source, starting a new loss interval (A.3, 6.4.1).
+
+        Fraction lost is over the interval since the previous call; cumulative lost is
+        clamped to the 24-bit signed field; jitter truncated to an integer; DLSR measured
+        to ``now`` on the ``arrival`` clock.
+        """
+        expected = self.expected
+        received = self._received
+        lost = max(-0x800000, min(expected - received, 0x7FFFFF))
+        expected_interval = expected - self._expected_prior
+        received_interval = received - self._received_prior
+        self._expected_prior = expected
+        self._received_prior = received
+        lost_interval = expected_interval - received_interval
+        if expected_interval <= 0 or lost_interval <= 0:
+            fraction = 0
+        else:
+            fraction = min((lost_interval << 8) // expected_interval, 255)
+        dlsr = dlsr_from_seconds(now - self._sr_arrival) if self._lsr else 0
+        return ReportBlock(
+            ssrc=self.ssrc,
+            fraction_lost=fraction,
+            cumulative_lost=lost,
+            highest_seq=self.extended_highest_seq & _U32,
+            jitter=min(int(self._jitter), _U32),
+            lsr=self._lsr,
+            dlsr=dlsr,
+        )
+
+    def snapshot(self) -> ReceiverSnapshot:
+        """Cumulative figures for metrics; does not touch the report interval."""
+        expected = self.expected
+        missing = expected - (self._received - self.duplicates) if self._probation == 0 else 0
+        return ReceiverSnapshot(
+            ssrc=self.ssrc,
+            valid=self._probation == 0,
+            packets=self.packets,
+            bytes=self.bytes,
+            received=self._received,
+            expected=expected,
+            lost=expected - self._received,
+            missing=missing,
+            loss_pct=100.0 * max(missing, 0) / expected if expected > 0 else 0.0,
+            duplicates=self.duplicates,
+            out_of_order=self.out_of_order,
+            discarded=self.discarded,
+            restarts=self.restarts,
+            highest_seq=self.extended_highest_seq,
+            jitter=self._jitter,
+            jitter_ms=self.jitter_ms,
+        )
+
+
+class SenderStats:
+    """What a sender counts (RFC 3550 6.4.1 sender info) and the RTT it measures.
+
+    The pacer may call :meth:`on_sent` or bump ``packets``/``octets`` itself. ``octets``
+    are payload octets, as the SR's sender's octet count defines them.
+    """
+
+    __slots__ = (
+        "last_report",
+        "octets",
+        "packets",
+        "rtt",
+        "rtt_count",
+        "rtt_max",
+        "rtt_min",
+        "rtt_sum",
+        "ssrc",
+    )
+
+    def __init__(self, ssrc: int) -> None:
+        self.ssrc = ssrc
+        self.packets = 0
+        self.octets = 0
+        self.rtt: float | None = None
+        self.rtt_count = 0
+        self.rtt_sum = 0.0
+        self.rtt_min = 0.0
+        self.rtt_max = 0.0
+        self.last_report: ReportBlock | None = None
+
+    def on_sent(self, payload_size: int) -> None:
+        """Count one packet of ``payload_size`` payload octets."""
+        self.packets += 1
+        self.octets += payload_size
+
+    def sender_report(
+        self, now: float, rtp_timestamp: int, reports: tuple[ReportBlock, ...] = ()
+    ) -> SenderReport:
+        """An SR for wall-clock ``now`` and the RTP timestamp of that same instant (6.4.1).
+
+        Counts wrap modulo 2**32 as the fields do.
+        """
+        return SenderReport(
+            ssrc=self.ssrc,
+            ntp_timestamp=ntp_from_unix(now),
+            rtp_timestamp=rtp_timestamp & _U32,
+            packet_count=self.packets & _U32,
+            octet_count=self.octets & _U32,
+            reports=reports,
+        )
+
+    def on_report_block(self, block: ReportBlock, arrival: float) -> float | None:
+        """Take a peer's report block about us; return the RTT sample in seconds, if any.
+
+        RTT = A - LSR - DLSR (6.4.1), with ``arrival`` on the clock our SRs used.
+        """
+        self.last_report = block
+        rtt = rtt_seconds(block.lsr, block.dlsr, arrival)
+        if rtt is not None:
+            if self.rtt_count == 0 or rtt < self.rtt_min:
+                self.rtt_min = rtt
+            self.rtt_max = max(self.rtt_max, rtt)
+            self.rtt = rtt
+            self.rtt_count += 1
+            self.rtt_sum += rtt
+        return rtt
+
+    @property
+    def rtt_mean(self) -> float | None:
+        """Mean of the RTT samples in seconds, or None before the first."""
+        return self.rtt_sum / self.rtt_count if self.rtt_count else None
