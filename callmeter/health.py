@@ -156,11 +156,11 @@ class HealthService(Service):
                 reason=reason,
             )
             raise SystemExit(1) from None
-        address = self.listening.getHost()
+        bound = self.listening.getHost()
         self.log.info(
             "health endpoint on http://{host}:{port}/health",
             host=_url_host(self._interface),
-            port=getattr(address, "port", self._port),
+            port=getattr(bound, "port", self._port),
         )
 
     def startService(self) -> None:
