@@ -1,0 +1,194 @@
+"""Kamailio 5.6 (Debian) as registrar and proxy with digest auth, for interop tests.
+
+The configuration is written per test: a registrar that challenges REGISTER (401) and a proxy
+that challenges INVITE (407), each with the literal password ``secret-<user>``, with the digest
+algorithm chosen per test (``modparam("auth", "algorithm", ...)``), record-routing calls and
+relaying them to the registered Contact.  With ``tls`` it also listens for SIP over TLS with a
+certificate from the test's CA.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from tests.interop.conftest import free_loopback_port, require_binary
+
+DOMAIN = "test.example"
+
+CONFIG = """#!KAMAILIO
+debug=2
+log_stderror=yes
+memdbg=5
+memlog=5
+children=2
+tcp_children=2
+auto_aliases=no
+alias="{domain}"
+listen=udp:127.0.0.1:{port}
+listen=tcp:127.0.0.1:{port}
+{tls_listen}
+
+loadmodule "tm.so"
+loadmodule "sl.so"
+loadmodule "rr.so"
+loadmodule "pv.so"
+loadmodule "maxfwd.so"
+loadmodule "usrloc.so"
+loadmodule "registrar.so"
+loadmodule "textops.so"
+loadmodule "siputils.so"
+loadmodule "xlog.so"
+loadmodule "auth.so"
+{tls_module}
+
+modparam("usrloc", "db_mode", 0)
+modparam("auth", "algorithm", "{algorithm}")
+modparam("registrar", "default_expires", 300)
+{tls_params}
+
+request_route {{
+    if (!mf_process_maxfwd_header("10")) {{
+        sl_send_reply("483", "Too Many Hops");
+        exit;
+    }}
+    if (has_totag()) {{
+        if (loose_route()) {{
+            t_relay();
+            exit;
+        }}
+        if (is_method("ACK")) {{
+            if (t_check_trans()) {{
+                t_relay();
+            }}
+            exit;
+        }}
+        sl_send_reply("404", "Not here");
+        exit;
+    }}
+    if (is_method("CANCEL")) {{
+        if (t_check_trans()) {{
+            t_relay();
+        }}
+        exit;
+    }}
+    t_check_trans();
+    $var(password) = "secret-" + $fU;
+    if (is_method("REGISTER")) {{
+        if (!pv_www_authenticate("$td", "$var(password)", "0")) {{
+            www_challenge("$td", "1");
+            exit;
+        }}
+        consume_credentials();
+        if (!save("location")) {{
+            sl_reply_error();
+        }}
+        exit;
+    }}
+    if (is_method("INVITE")) {{
+        if (!pv_proxy_authenticate("$fd", "$var(password)", "0")) {{
+            proxy_challenge("$fd", "1");
+            exit;
+        }}
+        consume_credentials();
+        record_route();
+        if (!lookup("location")) {{
+            sl_send_reply("404", "Not Found");
+            exit;
+        }}
+        t_relay();
+        exit;
+    }}
+    if (is_method("OPTIONS")) {{
+        sl_send_reply("200", "OK");
+        exit;
+    }}
+    sl_send_reply("405", "Method Not Allowed");
+}}
+"""
+
+
+@dataclass
+class Kamailio:
+    process: subprocess.Popen[bytes]
+    port: int
+    tls_port: int | None
+    log: Path
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def start_kamailio(work: Path, algorithm: str = "MD5", tls_cert: Path | None = None) -> Kamailio:
+    """Write the configuration, check it (``kamailio -c``), start it in the foreground."""
+    binary = require_binary("kamailio")
+    port = free_loopback_port()
+    tls_port = free_loopback_port() if tls_cert is not None else None
+    config = CONFIG.format(
+        domain=DOMAIN,
+        port=port,
+        algorithm=algorithm,
+        tls_listen=f"listen=tls:127.0.0.1:{tls_port}\nenable_tls=yes" if tls_port else "",
+        tls_module='loadmodule "tls.so"' if tls_port else "",
+        tls_params=f'modparam("tls", "config", "{work / "tls.cfg"}")' if tls_cert else "",
+    )
+    if tls_cert is not None:
+        (work / "tls.cfg").write_text(
+            "[server:default]\n"
+            f"certificate = {tls_cert}\nprivate_key = {tls_cert}\n"
+            "verify_certificate = no\nrequire_certificate = no\n\n"
+            "[client:default]\nverify_certificate = no\nrequire_certificate = no\n"
+        )
+    path = work / "kamailio.cfg"
+    path.write_text(config)
+    check = subprocess.run(
+        [binary, "-c", "-f", str(path)], capture_output=True, text=True, timeout=30
+    )
+    if check.returncode != 0:
+        raise RuntimeError(f"kamailio -c refused the config:\n{check.stderr}")
+    log = work / "kamailio.log"
+    with log.open("wb") as output:
+        process = subprocess.Popen(
+            [
+                binary,
+                "-DD",
+                "-E",
+                "-f",
+                str(path),
+                "-P",
+                str(work / "kamailio.pid"),
+                "-Y",
+                str(work),
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"kamailio exited with {process.returncode}:\n{log.read_text()}")
+        if b"INFO: <core>" in log.read_bytes() or _listening(port):
+            break
+        time.sleep(0.1)
+    time.sleep(0.3)
+    return Kamailio(process, port, tls_port, log)
+
+
+def _listening(port: int) -> bool:
+    import socket
+
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+    except OSError:
+        return False
+    return True
