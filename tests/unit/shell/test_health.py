@@ -21,7 +21,9 @@ def make_site() -> tuple[Site, WorkerStatus, Clock]:
     status = WorkerStatus(clock)
     registry = CollectorRegistry()
     registry.register(StatusCollector(status))
-    return health_site(status, registry), status, clock
+    site = health_site(status, registry)
+    site.timeOut = None  # no idle-timeout timer on the global reactor from these in-memory requests
+    return site, status, clock
 
 
 def get(site: Site, path: str) -> tuple[int, dict[str, str], bytes]:

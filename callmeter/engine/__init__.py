@@ -1,0 +1,1 @@
+"""The engine: runs a test plan (registrations, calls, media) and reports its metrics."""

@@ -1,0 +1,267 @@
+"""Metric accumulation for a test run: SPEC.md "Metrics and the report".
+
+A :class:`GroupMetrics` counts one group's registrations and calls and keeps histograms (the
+mergeable :class:`~callmeter.quality.histogram.Histogram`) of register time, PDD, setup time and
+per-stream jitter, RTT and MOS.  ``window()`` gives the figures since the last window and starts a
+new one; ``report()`` the figures of the whole run.  Both have the report's shape::
+
+    {"sip": {"register": {"attempted", "succeeded", "failed", "time_ms": {"p50", "p95", "max"}},
+             "calls": {"attempted", "established", "failed", "failed_by_code": {CODE: n}},
+             "setup_time_ms": {...}, "pdd_ms": {...}},
+     "rtp": {"sent": {"packets", "bytes"}, "received": {...}, "lost": {"packets"}, "loss_pct",
+             "jitter_ms": {"mean", "p95", "max"}, "rtt_ms": {...}, "mos": {"mean", "min"}}}
+
+Percentiles of the total (and of merged processes) are computed from merged histograms, never
+by averaging percentiles.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from callmeter.quality.histogram import Histogram
+
+__all__ = ["GroupMetrics", "MetricSet", "StreamResult", "merge_sets", "total_of"]
+
+
+@dataclass
+class StreamResult:
+    """The receive figures of one RTP stream (one direction of one call, seen by us)."""
+
+    sent_packets: int = 0
+    sent_bytes: int = 0
+    received_packets: int = 0
+    received_bytes: int = 0
+    lost_packets: int = 0
+    expected_packets: int = 0
+    jitter_ms: float | None = None
+    rtt_ms: float | None = None
+    mos: float | None = None
+
+
+@dataclass
+class MetricSet:
+    """Counters and histograms for one period (a window, or the whole run)."""
+
+    register_attempted: int = 0
+    register_succeeded: int = 0
+    register_failed: int = 0
+    calls_attempted: int = 0
+    calls_established: int = 0
+    calls_failed: int = 0
+    failed_by_code: Counter[str] = field(default_factory=Counter)
+    register_failed_by_code: Counter[str] = field(default_factory=Counter)
+    register_ms: Histogram = field(default_factory=Histogram)
+    setup_ms: Histogram = field(default_factory=Histogram)
+    pdd_ms: Histogram = field(default_factory=Histogram)
+    sent_packets: int = 0
+    sent_bytes: int = 0
+    received_packets: int = 0
+    received_bytes: int = 0
+    lost_packets: int = 0
+    expected_packets: int = 0
+    jitter_ms: Histogram = field(default_factory=Histogram)
+    rtt_ms: Histogram = field(default_factory=Histogram)
+    mos: Histogram = field(default_factory=Histogram)
+
+    def merge(self, other: MetricSet) -> None:
+        for name in (
+            "register_attempted",
+            "register_succeeded",
+            "register_failed",
+            "calls_attempted",
+            "calls_established",
+            "calls_failed",
+            "sent_packets",
+            "sent_bytes",
+            "received_packets",
+            "received_bytes",
+            "lost_packets",
+            "expected_packets",
+        ):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.failed_by_code.update(other.failed_by_code)
+        self.register_failed_by_code.update(other.register_failed_by_code)
+        for name in ("register_ms", "setup_ms", "pdd_ms", "jitter_ms", "rtt_ms", "mos"):
+            getattr(self, name).merge(getattr(other, name))
+
+    def add_stream(self, stream: StreamResult) -> None:
+        self.sent_packets += stream.sent_packets
+        self.sent_bytes += stream.sent_bytes
+        self.received_packets += stream.received_packets
+        self.received_bytes += stream.received_bytes
+        self.lost_packets += stream.lost_packets
+        self.expected_packets += stream.expected_packets
+        if stream.jitter_ms is not None:
+            self.jitter_ms.record(stream.jitter_ms)
+        if stream.rtt_ms is not None:
+            self.rtt_ms.record(stream.rtt_ms)
+        if stream.mos is not None:
+            self.mos.record(stream.mos)
+
+    @property
+    def loss_pct(self) -> float:
+        if self.expected_packets <= 0:
+            return 0.0
+        return 100.0 * max(0, self.lost_packets) / self.expected_packets
+
+    def as_report(self) -> dict[str, Any]:
+        """The SPEC.md shape; None for a figure with no sample."""
+        return {
+            "sip": {
+                "register": {
+                    "attempted": self.register_attempted,
+                    "succeeded": self.register_succeeded,
+                    "failed": self.register_failed,
+                    "time_ms": _summary(self.register_ms),
+                    "failed_by_code": dict(sorted(self.register_failed_by_code.items())),
+                },
+                "calls": {
+                    "attempted": self.calls_attempted,
+                    "established": self.calls_established,
+                    "failed": self.calls_failed,
+                    "failed_by_code": dict(sorted(self.failed_by_code.items())),
+                },
+                "setup_time_ms": _summary(self.setup_ms),
+                "pdd_ms": _summary(self.pdd_ms),
+            },
+            "rtp": {
+                "sent": {"packets": self.sent_packets, "bytes": self.sent_bytes},
+                "received": {"packets": self.received_packets, "bytes": self.received_bytes},
+                "lost": {"packets": max(0, self.lost_packets)},
+                "loss_pct": round(self.loss_pct, 4),
+                "jitter_ms": _spread(self.jitter_ms),
+                "rtt_ms": _spread(self.rtt_ms),
+                "mos": {
+                    "mean": _round(self.mos.mean if self.mos.count else None),
+                    "min": _round(self.mos.min if self.mos.count else None),
+                },
+            },
+        }
+
+    def to_wire(self) -> dict[str, Any]:
+        """Everything, histograms included, for merging in another process."""
+        wire: dict[str, Any] = {}
+        for name, value in self.__dict__.items():
+            if isinstance(value, Histogram):
+                wire[name] = value.to_dict()
+            elif isinstance(value, Counter):
+                wire[name] = dict(value)
+            else:
+                wire[name] = value
+        return wire
+
+    @classmethod
+    def from_wire(cls, wire: Mapping[str, Any]) -> MetricSet:
+        metric = cls()
+        for name, value in wire.items():
+            current = getattr(metric, name, None)
+            if isinstance(current, Histogram):
+                setattr(metric, name, Histogram.from_dict(value))
+            elif isinstance(current, Counter):
+                setattr(metric, name, Counter(value))
+            elif current is not None:
+                setattr(metric, name, value)
+        return metric
+
+
+class GroupMetrics:
+    """A group's metrics for the current window and for the whole run."""
+
+    def __init__(self) -> None:
+        self.window_set = MetricSet()
+        self.run_set = MetricSet()
+
+    def _both(self) -> Iterable[MetricSet]:
+        return (self.window_set, self.run_set)
+
+    def register_attempted(self) -> None:
+        for target in self._both():
+            target.register_attempted += 1
+
+    def register_done(self, time_ms: float | None, failed_code: int | None = None) -> None:
+        for target in self._both():
+            if failed_code is None:
+                target.register_succeeded += 1
+                if time_ms is not None:
+                    target.register_ms.record(time_ms)
+            else:
+                target.register_failed += 1
+                target.register_failed_by_code[str(failed_code)] += 1
+
+    def call_attempted(self) -> None:
+        for target in self._both():
+            target.calls_attempted += 1
+
+    def call_established(self, setup_ms: float | None, pdd_ms: float | None) -> None:
+        for target in self._both():
+            target.calls_established += 1
+            if setup_ms is not None:
+                target.setup_ms.record(setup_ms)
+            if pdd_ms is not None:
+                target.pdd_ms.record(pdd_ms)
+
+    def call_failed(self, code: int) -> None:
+        for target in self._both():
+            target.calls_failed += 1
+            target.failed_by_code[str(code)] += 1
+
+    def stream(self, result: StreamResult) -> None:
+        for target in self._both():
+            target.add_stream(result)
+
+    def take_window(self) -> MetricSet:
+        window, self.window_set = self.window_set, MetricSet()
+        return window
+
+
+def merge_sets(sets: Iterable[MetricSet]) -> MetricSet:
+    total = MetricSet()
+    for one in sets:
+        total.merge(one)
+    return total
+
+
+def total_of(sets: Mapping[str, MetricSet], callers: Iterable[str]) -> MetricSet:
+    """The run's total: RTP and registrations of every group; calls counted once.
+
+    When the worker calls itself, each call is an outgoing call of a caller group and an
+    incoming call of a callee group; the total counts the callers' side (where setup time and
+    PDD are measured) whenever the plan has caller groups.
+    """
+    total = merge_sets(sets.values())
+    calling = [sets[name] for name in callers if name in sets]
+    if calling:
+        callers_only = merge_sets(calling)
+        total.calls_attempted = callers_only.calls_attempted
+        total.calls_established = callers_only.calls_established
+        total.calls_failed = callers_only.calls_failed
+        total.failed_by_code = callers_only.failed_by_code
+    return total
+
+
+def _round(value: float | None, digits: int = 3) -> float | None:
+    return None if value is None else round(value, digits)
+
+
+def _summary(histogram: Histogram) -> dict[str, float | None]:
+    if not histogram.count:
+        return {"p50": None, "p95": None, "max": None}
+    return {
+        "p50": _round(histogram.percentile(50)),
+        "p95": _round(histogram.percentile(95)),
+        "max": _round(histogram.max),
+    }
+
+
+def _spread(histogram: Histogram) -> dict[str, float | None]:
+    if not histogram.count:
+        return {"mean": None, "p95": None, "max": None}
+    return {
+        "mean": _round(histogram.mean),
+        "p95": _round(histogram.percentile(95)),
+        "max": _round(histogram.max),
+    }

@@ -1,0 +1,514 @@
+"""A test run: the plan's endpoints registering and calling, on one reactor.
+
+:class:`TestRun` owns the SIP sockets and stack of one process, the endpoints of every group,
+their registrations and calls, and the metrics.  It schedules registrations over the ramp-up,
+calls at each caller group's rate, ends every call after its duration, and at the end (or on
+:meth:`cancel`) hangs up what is still up (BYE, or CANCEL), removes the registrations
+(``Expires: 0``) and closes its sockets.  Every ``window_s`` it hands a metric window to
+``on_window``; it knows nothing of terminals or WebSockets.
+
+Addressing follows SPEC.md: a group with no registrar listens on SIP_IP:SIP_PORT and is called
+as ``sip:USER@SIP_IP:SIP_PORT``; with a registrar, endpoints register ``sip:USER@DOMAIN`` and
+calls go through the registrar (or its outbound proxy).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from twisted.internet import defer
+from twisted.internet.interfaces import IDelayedCall
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from callmeter.config import Config
+from callmeter.engine.metrics import GroupMetrics, MetricSet, StreamResult, total_of
+from callmeter.plan import Group, Plan, Registrar
+from callmeter.sip.call import CallEnd, CallFailed, IncomingCall, MediaSession, OutgoingCall
+from callmeter.sip.dialog import target_of
+from callmeter.sip.digest import DigestClient
+from callmeter.sip.message import SipRequest
+from callmeter.sip.registration import Registration, RegistrationFailed
+from callmeter.sip.stack import SipStack
+from callmeter.sip.transaction import ServerInvite
+from callmeter.sip.transport import Origin, SipTransportLayer, Target
+from callmeter.sip.uri import SipParseError, parse_uri
+
+__all__ = ["CallRecord", "MediaFactory", "RunMedia", "TestRun"]
+
+WINDOW_S = 5.0
+HANGUP_GRACE_S = 3.0
+
+
+class RunMedia(MediaSession, Protocol):
+    """A call's media as the engine sees it: the SIP interface plus its figures."""
+
+    def results(self) -> list[StreamResult]:
+        """Cumulative figures of each stream of the call (empty before media started)."""
+
+
+class MediaFactory(Protocol):
+    """Makes the media of one call for an endpoint of ``group``."""
+
+    def __call__(self, group: Group) -> RunMedia: ...
+
+
+@dataclass
+class CallRecord:
+    """One call as the ``--calls`` CSV shows it."""
+
+    group: str
+    direction: str
+    local: str
+    remote: str
+    started: float
+    pdd_ms: float | None = None
+    setup_ms: float | None = None
+    ended: float | None = None
+    final_code: int | None = None
+    end: str | None = None
+    streams: list[StreamResult] = field(default_factory=list)
+
+
+@dataclass
+class _Endpoint:
+    group: Group
+    index: int
+    user: str
+    password: str | None
+    registrar: Registrar | None
+    registration: Registration | None = None
+    registered: bool = False
+
+    @property
+    def domain(self) -> str | None:
+        return self.registrar.domain if self.registrar else None
+
+
+class TestRun:
+    """Runs ``plan`` to the end (``start()``), or until ``cancel()``."""
+
+    log = Logger()
+    __test__ = False  # not a pytest test class
+
+    def __init__(
+        self,
+        plan: Plan,
+        config: Config,
+        reactor: Any,
+        media_factory: MediaFactory,
+        *,
+        on_window: Callable[[dict[str, Any]], None] | None = None,
+        window_s: float = WINDOW_S,
+        run_id: str = "local",
+    ) -> None:
+        self.plan = plan
+        self.config = config
+        self.reactor = reactor
+        self.media_factory = media_factory
+        self.on_window = on_window
+        self.window_s = window_s
+        self.run_id = run_id
+        self.metrics = {group.name: GroupMetrics() for group in plan.groups}
+        self.calls: list[CallRecord] = []
+        self.endpoints: dict[str, list[_Endpoint]] = {}
+        self.transport: SipTransportLayer | None = None
+        self.stack: SipStack | None = None
+        self.active: set[OutgoingCall | IncomingCall] = set()
+        self.window_seq = 0
+        self.started_at = 0.0
+        self.wall_started = 0.0
+        self._timers: list[IDelayedCall] = []
+        self._window_start = 0.0
+        self._finished: defer.Deferred[dict[str, Any]] = defer.Deferred()
+        self._stopping = False
+        self._pending_calls = 0
+        self.report: dict[str, Any] | None = None
+        self.error: str | None = None
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    def start(self) -> defer.Deferred[dict[str, Any]]:
+        """Open the SIP sockets and begin; fires with the report when the run ends."""
+        self.started_at = self.reactor.seconds()
+        self.wall_started = time.time()
+        self._window_start = self.started_at
+        self.transport = SipTransportLayer(self.reactor, self.config.sip_ip, self._on_message)
+        transports = sorted({group.transport for group in self.plan.groups} | {"udp"})
+        for transport in transports:
+            if transport == "tls":
+                continue  # outgoing TLS only: no certificate is configured for a listener
+            self.transport.listen(transport, self.config.sip_port)
+        self.stack = SipStack(self.reactor, self.transport, self.config.external_ip)
+        self._build_endpoints()
+        self._later(self.window_s, self._emit_window)
+        self._schedule_registrations()
+        self._later(self.plan.duration_s, self._time_is_up)
+        return self._finished
+
+    def cancel(self) -> defer.Deferred[dict[str, Any]]:
+        """Stop now: hang up, unregister, close; fires with the report of what ran."""
+        self._time_is_up()
+        return self._finished
+
+    @property
+    def elapsed(self) -> float:
+        return float(self.reactor.seconds() - self.started_at)
+
+    def progress(self) -> dict[str, Any]:
+        """Live figures for a progress display."""
+        registered = sum(e.registered for group in self.endpoints.values() for e in group)
+        needs = sum(e.registration is not None for group in self.endpoints.values() for e in group)
+        total = total_of(self.run_sets(), self._caller_groups())
+        return {
+            "elapsed_s": self.elapsed,
+            "registered": registered,
+            "to_register": needs,
+            "calls_up": sum(1 for call in self.active if call.times.answered is not None),
+            "calls_attempted": total.calls_attempted,
+            "calls_established": total.calls_established,
+            "failures": total.calls_failed + total.register_failed,
+            "loss_pct": total.loss_pct,
+        }
+
+    # -- endpoints ------------------------------------------------------------------------
+
+    def _build_endpoints(self) -> None:
+        assert self.stack is not None
+        for group in self.plan.groups:
+            registrar = self.plan.registrars.get(group.registrar) if group.registrar else None
+            members = []
+            for index in range(group.count):
+                endpoint = _Endpoint(
+                    group, index, group.user_of(index), group.password_of(index), registrar
+                )
+                if group.role == "callee":
+                    self.stack.add_endpoint(endpoint.user, self._incoming_handler(endpoint))
+                if registrar is not None and registrar.register:
+                    endpoint.registration = Registration(
+                        self.stack,
+                        f"sip:{endpoint.user}@{registrar.domain}",
+                        self._registrar_target(registrar),
+                        user=endpoint.user,
+                        credentials=self._credentials(endpoint),
+                        expires=registrar.expires,
+                    )
+                members.append(endpoint)
+            self.endpoints[group.name] = members
+
+    def _credentials(self, endpoint: _Endpoint) -> DigestClient | None:
+        if endpoint.password is None:
+            return None
+        return DigestClient(endpoint.user, endpoint.password)
+
+    def _registrar_target(self, registrar: Registrar) -> Target:
+        if registrar.outbound_proxy:
+            text = registrar.outbound_proxy
+            uri = parse_uri(text if text.startswith(("sip:", "sips:")) else f"sip:{text}")
+            transport, host, port = target_of(uri, registrar.transport)
+            return Target(transport, host, port)
+        return Target(registrar.transport, registrar.host, registrar.port)
+
+    # -- registrations --------------------------------------------------------------------
+
+    def _schedule_registrations(self) -> None:
+        endpoints = [e for group in self.endpoints.values() for e in group if e.registration]
+        spread = self.plan.ramp_up_s
+        step = spread / len(endpoints) if endpoints else 0.0
+        for position, endpoint in enumerate(endpoints):
+            self._later(position * step, self._register, endpoint)
+        # Calls begin after the ramp-up (and once registrations had their chance).
+        self._later(spread if endpoints else min(spread, 0.5), self._schedule_calls)
+
+    def _register(self, endpoint: _Endpoint) -> None:
+        if self._stopping or endpoint.registration is None:
+            return
+        metrics = self.metrics[endpoint.group.name]
+        metrics.register_attempted()
+
+        def done(time_ms: float) -> None:
+            endpoint.registered = True
+            metrics.register_done(time_ms)
+
+        def failed(failure: Failure) -> None:
+            code = failure.value.code if isinstance(failure.value, RegistrationFailed) else 500
+            metrics.register_done(None, failed_code=code)
+            self.log.warn(
+                "{user} did not register: {reason}", user=endpoint.user, reason=str(failure.value)
+            )
+
+        endpoint.registration.start().addCallbacks(done, failed)
+
+    # -- calls ----------------------------------------------------------------------------
+
+    def _schedule_calls(self) -> None:
+        if self._stopping:
+            return
+        for group in self.plan.groups:
+            if group.call is None:
+                continue
+            callers = self.endpoints[group.name]
+            interval = 1.0 / group.call.rate_per_s
+            for position, caller in enumerate(callers):
+                self._pending_calls += 1
+                self._later(position * interval, self._place_call, caller, 1)
+
+    def _place_call(self, caller: _Endpoint, number: int) -> None:
+        self._pending_calls -= 1
+        spec = caller.group.call
+        if self._stopping or spec is None or self.stack is None:
+            return
+        metrics = self.metrics[caller.group.name]
+        try:
+            to_uri, target = self._destination(caller)
+            media = self.media_factory(caller.group)
+        except (ValueError, SipParseError) as error:
+            metrics.call_attempted()
+            metrics.call_failed(500)
+            self.log.warn(
+                "call from {user} not placed: {error}", user=caller.user, error=str(error)
+            )
+            return
+        domain = caller.domain or self.config.external_ip
+        call = OutgoingCall(
+            self.stack,
+            media,
+            user=caller.user,
+            from_uri=f"sip:{caller.user}@{_host(domain)}",
+            to_uri=to_uri,
+            target=target,
+            credentials=self._credentials(caller),
+            setup_timeout=spec.setup_timeout_s,
+        )
+        record = CallRecord(caller.group.name, "out", caller.user, to_uri, self.elapsed)
+        self.calls.append(record)
+        metrics.call_attempted()
+        self.active.add(call)
+        call.start().addCallbacks(
+            lambda _: self._established(call, caller, record, metrics),
+            lambda failure: self._call_failed(failure, record, metrics),
+        )
+        call.ended.addCallback(
+            lambda how: self._ended(call, caller, record, metrics, how, media, number)
+        )
+
+    def _destination(self, caller: _Endpoint) -> tuple[str, Target]:
+        spec = caller.group.call
+        assert spec is not None
+        if not spec.to_group:
+            uri = parse_uri(spec.to)
+            transport, host, port = target_of(uri, caller.group.transport)
+            return spec.to, Target(transport, host, port)
+        callees = self.endpoints[spec.to]
+        callee = callees[caller.index % len(callees)]
+        if caller.registrar is not None:
+            return (
+                f"sip:{callee.user}@{caller.registrar.domain}",
+                self._registrar_target(caller.registrar),
+            )
+        if callee.registrar is not None:
+            return (
+                f"sip:{callee.user}@{callee.registrar.domain}",
+                self._registrar_target(callee.registrar),
+            )
+        assert self.transport is not None
+        port = self.transport.ports.get(callee.group.transport) or self.transport.ports["udp"]
+        host = _host(self.config.sip_ip)
+        return (
+            f"sip:{callee.user}@{host}:{port}",
+            Target(callee.group.transport, self.config.sip_ip, port),
+        )
+
+    def _established(
+        self, call: OutgoingCall, caller: _Endpoint, record: CallRecord, metrics: GroupMetrics
+    ) -> None:
+        record.pdd_ms = call.times.pdd_ms
+        record.setup_ms = call.times.setup_ms
+        metrics.call_established(call.times.setup_ms, call.times.pdd_ms)
+        spec = caller.group.call
+        assert spec is not None
+        self._later(spec.duration_s, call.hangup)
+
+    def _call_failed(self, failure: Failure, record: CallRecord, metrics: GroupMetrics) -> None:
+        code = failure.value.code if isinstance(failure.value, CallFailed) else 500
+        record.final_code = code
+        if not (self._stopping and code == 487):
+            metrics.call_failed(code)
+
+    def _ended(
+        self,
+        call: OutgoingCall | IncomingCall,
+        endpoint: _Endpoint,
+        record: CallRecord,
+        metrics: GroupMetrics,
+        how: CallEnd,
+        media: RunMedia,
+        number: int | None,
+    ) -> None:
+        self.active.discard(call)
+        record.ended = self.elapsed
+        record.final_code = record.final_code or call.times.final_code
+        record.end = how.value
+        streams = media.results()
+        record.streams = streams
+        for stream in streams:
+            metrics.stream(stream)
+        spec = endpoint.group.call
+        if spec is None or number is None or self._stopping:
+            return
+        if spec.calls is None or number < spec.calls:
+            self._pending_calls += 1
+            self._later(spec.pause_s, self._place_call, endpoint, number + 1)
+
+    # -- incoming calls -------------------------------------------------------------------
+
+    def _incoming_handler(self, endpoint: _Endpoint) -> Callable[..., Any]:
+        def on_invite(
+            request: SipRequest, transaction: ServerInvite, origin: Origin
+        ) -> IncomingCall | None:
+            assert self.stack is not None
+            metrics = self.metrics[endpoint.group.name]
+            metrics.call_attempted()
+            media = self.media_factory(endpoint.group)
+            call = IncomingCall(
+                self.stack,
+                media,
+                request,
+                transaction,
+                origin,
+                user=endpoint.user,
+                answer_delay=endpoint.group.answer_delay_s,
+            )
+            record = CallRecord(
+                endpoint.group.name,
+                "in",
+                endpoint.user,
+                str(request.headers.from_addr().uri),
+                self.elapsed,
+            )
+            self.calls.append(record)
+            self.active.add(call)
+
+            def ended(how: CallEnd) -> None:
+                if call.times.answered is not None:
+                    metrics.call_established(None, None)
+                elif not self._stopping:
+                    metrics.call_failed(call.times.final_code or 500)
+                self._ended(call, endpoint, record, metrics, how, media, None)
+
+            call.ended.addCallback(ended)
+            call.start()
+            return call
+
+        return on_invite
+
+    def _on_message(self, message: Any, origin: Origin) -> None:
+        if self.stack is not None:
+            self.stack.on_message(message, origin)
+
+    # -- windows and the end --------------------------------------------------------------
+
+    def _emit_window(self) -> None:
+        window = self._window()
+        if self.on_window is not None:
+            try:
+                self.on_window(window)
+            except Exception:
+                self.log.failure("a metric window listener failed")
+        if not self._stopping:
+            self._later(self.window_s, self._emit_window)
+
+    def _window(self) -> dict[str, Any]:
+        self.window_seq += 1
+        now = self.reactor.seconds()
+        sets = {name: metrics.take_window() for name, metrics in self.metrics.items()}
+        window = {
+            "seq": self.window_seq,
+            "start": round(self.wall_started + (self._window_start - self.started_at), 3),
+            "end": round(self.wall_started + (now - self.started_at), 3),
+            "groups": {name: s.as_report() for name, s in sets.items()},
+            "total": total_of(sets, self._caller_groups()).as_report(),
+        }
+        self._window_start = now
+        return window
+
+    def _time_is_up(self) -> None:
+        if self._stopping:
+            return
+        self._stopping = True
+        for timer in self._timers:
+            if timer.active():
+                timer.cancel()
+        self._timers.clear()
+        hangups = [call.hangup() for call in list(self.active)]
+        ended = defer.DeferredList(hangups, consumeErrors=True)
+        ended.addTimeout(HANGUP_GRACE_S, self.reactor)
+        ended.addBoth(lambda _: self._unregister())
+
+    def _unregister(self) -> defer.Deferred[Any]:
+        removals = [
+            e.registration.stop()
+            for group in self.endpoints.values()
+            for e in group
+            if e.registration is not None and e.registered
+        ]
+        done = defer.DeferredList(removals, consumeErrors=True)
+        done.addTimeout(HANGUP_GRACE_S, self.reactor)
+        done.addBoth(lambda _: self._close())
+        return done
+
+    def _close(self) -> None:
+        final_window = self._window()
+        if self.on_window is not None:
+            try:
+                self.on_window(final_window)
+            except Exception:
+                self.log.failure("a metric window listener failed")
+        if self.stack is not None:
+            self.stack.shutdown()
+        closing = self.transport.close() if self.transport is not None else defer.succeed(None)
+        closing.addBoth(lambda _: self._finish())
+
+    def _finish(self) -> None:
+        self.report = self._report()
+        if not self._finished.called:
+            self._finished.callback(self.report)
+
+    def _report(self) -> dict[str, Any]:
+        from callmeter.engine.verdict import evaluate
+
+        sets = {name: metrics.run_set for name, metrics in self.metrics.items()}
+        total = total_of(sets, self._caller_groups())
+        report: dict[str, Any] = {
+            "plan": self.plan.name,
+            "run": self.run_id,
+            "started": round(self.wall_started, 3),
+            "duration_s": round(self.elapsed, 3),
+            "endpoints": self.plan.endpoints,
+            "windows": self.window_seq,
+            "groups": {name: s.as_report() for name, s in sets.items()},
+            "total": total.as_report(),
+        }
+        report["pass"] = evaluate(self.plan, report)
+        return report
+
+    def _caller_groups(self) -> list[str]:
+        return [group.name for group in self.plan.groups if group.role == "caller"]
+
+    def run_sets(self) -> dict[str, MetricSet]:
+        return {name: metrics.run_set for name, metrics in self.metrics.items()}
+
+    # -- helpers --------------------------------------------------------------------------
+
+    def _later(self, delay: float, function: Callable[..., Any], *args: Any) -> None:
+        timer = self.reactor.callLater(delay, function, *args)
+        self._timers.append(timer)
+        if len(self._timers) > 4096:
+            self._timers = [t for t in self._timers if t.active()]
+
+
+def _host(address: str) -> str:
+    return f"[{address}]" if ":" in address and not address.startswith("[") else address
