@@ -36,6 +36,7 @@ setup(
         "sdnotify>=0.3.1",
         "prometheus-client",
         "psutil",
+        "rich",
     ],
     entry_points={"console_scripts": ["callmeter = callmeter.cli:main"]},
     classifiers=[

@@ -30,6 +30,25 @@ def main(
         return 0
     if args.command == "config":
         return _config(env, out, require_token=not args.no_token)
+    if args.command == "run":
+        from callmeter.runner import RunOptions, run_command
+
+        options = RunOptions(
+            args.plan,
+            report=args.report,
+            json_output=args.json,
+            calls=args.calls,
+            overrides={
+                "SIP_IP": args.sip_ip,
+                "SIP_PORT": args.sip_port,
+                "SDP_IP": args.sdp_ip,
+                "EXTERNAL_IP": args.external_ip,
+                "RTP_PORT_MIN": args.rtp_port_min,
+                "RTP_PORT_MAX": args.rtp_port_max,
+            },
+            plain=True if args.plain else None,
+        )
+        return run_command(options, env, out, sys.stderr)
     parser.print_help(out)
     return 2
 
@@ -50,6 +69,19 @@ def _parser() -> argparse.ArgumentParser:
     config.add_argument(
         "--no-token", action="store_true", help="do not require WORKER_TOKEN (local runs need none)"
     )
+    run = commands.add_parser(
+        "run",
+        help="run one test plan on this machine (no gateway) and report how good the calls were",
+        description="Exit 0 when the plan's pass criteria hold, 1 when not, 2 for a bad plan "
+        "or configuration. Ctrl-C stops cleanly and still writes the report.",
+    )
+    run.add_argument("plan", help="the plan (JSON, see docs/plan.md)")
+    run.add_argument("--report", metavar="FILE.json", help="write the JSON report here")
+    run.add_argument("--json", action="store_true", help="print the JSON report on stdout")
+    run.add_argument("--calls", metavar="FILE.csv", help="write one CSV row per call")
+    run.add_argument("--plain", action="store_true", help="plain progress lines, no live line")
+    for option in ("sip-ip", "sip-port", "sdp-ip", "external-ip", "rtp-port-min", "rtp-port-max"):
+        run.add_argument(f"--{option}", help=f"overrides ${option.upper().replace('-', '_')}")
     return parser
 
 

@@ -14,6 +14,7 @@ MODULES = [
     "treq",
     "txaio",
     "OpenSSL",
+    "rich",
     "service_identity",
     "sdnotify",
     "prometheus_client",

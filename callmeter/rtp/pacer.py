@@ -1,0 +1,259 @@
+"""The process-wide RTP pacer: one timer drives every sender (ARCHITECTURE "Hot path rules").
+
+Each sender (:class:`PacedSource`) knows the send time of its next packet from the clock,
+``start + media_timestamp / clock_rate`` (RFC 3550 section 5.1: the timestamp reflects the
+sampling instant), never from a count of ticks. The pacer keeps the sources in a timer
+wheel of ``slot`` wide buckets (a hashed wheel: O(1) to file a source under its next due
+time, O(due sources) per tick) and runs ONE ``reactor.callLater`` that it re-arms itself:
+
+* at a tick it walks the buckets from the last one it finished up to ``now`` and calls
+  ``source.pace(now)`` on every source filed there; the source sends every packet due by
+  ``now`` -- the backlog too, if the tick came late -- and returns its next due time;
+* it files the source again under that time and sleeps until the earliest non-empty
+  bucket, but never less than ``tick`` (so at load the timer fires every ``tick`` and sends
+  everything due since, one batch per wake-up), and not at all when no source is left.
+
+A source that finds itself more than ``max_late`` behind (the process stalled) skips
+ahead instead of bursting the backlog into the network, and counts what it skipped.
+
+Send lateness (actual clock minus due time, per packet) goes into :class:`Lateness`, a
+linear array of 50 us bins updated with one index computation per packet; it converts to a
+:class:`callmeter.quality.histogram.Histogram` for reports.
+
+Nothing here allocates per packet, logs, or creates Deferreds; the reactor and clock are
+injected (``twisted.internet.task.Clock`` in tests).
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.logger import Logger
+
+from callmeter.quality.histogram import Histogram
+
+__all__ = [
+    "DEFAULT_MAX_LATE",
+    "DEFAULT_TICK",
+    "Lateness",
+    "PacedSource",
+    "Pacer",
+]
+
+#: Minimum time between two wake-ups of the pacer, seconds (see bench/rtp_load.py).
+DEFAULT_TICK = 0.001
+#: A source further behind than this skips ahead rather than bursting, seconds.
+DEFAULT_MAX_LATE = 0.2
+
+
+class PacedSource(Protocol):
+    """What the pacer drives: an RTP sender that knows when its next packet is due."""
+
+    def first_due(self) -> float:
+        """Clock time at which the first packet is due (called once, by :meth:`Pacer.add`)."""
+
+    def pace(self, now: float) -> float:
+        """Send every packet due by ``now``; return the next packet's due time."""
+
+
+class Lateness:
+    """Per-packet send lateness in fixed 50 us bins from 0 to ``limit`` seconds.
+
+    ``counts[i]`` counts packets sent between ``i`` and ``i + 1`` bins late; the last bin
+    holds everything later. Packets sent early (negative lateness) land in bin 0. One
+    integer index and one list store per packet: cheap enough for the hot path.
+    """
+
+    __slots__ = ("bins", "counts", "inv_width", "last", "skipped", "width")
+
+    def __init__(self, width: float = 50e-6, limit: float = DEFAULT_MAX_LATE) -> None:
+        if width <= 0 or limit <= width:
+            raise ValueError("need 0 < width < limit")
+        self.width = width
+        self.inv_width = 1.0 / width
+        self.bins = int(limit / width) + 1
+        self.last = self.bins - 1
+        self.counts = [0] * self.bins
+        self.skipped = 0
+
+    def record(self, late: float) -> None:
+        """Count one packet sent ``late`` seconds after it was due (not the hot path's way)."""
+        index = int(late * self.inv_width)
+        self.counts[0 if index < 0 else min(index, self.last)] += 1
+
+    @property
+    def count(self) -> int:
+        """Packets recorded."""
+        return sum(self.counts)
+
+    def histogram(self) -> Histogram:
+        """The counts as a :class:`Histogram` of seconds, each bin at its midpoint."""
+        out = Histogram()
+        half = self.width / 2
+        for index, n in enumerate(self.counts):
+            if n:
+                out.record(index * self.width + half, n)
+        return out
+
+    def reset(self) -> None:
+        """Start counting afresh (for instance after a warm-up); senders keep the list."""
+        self.counts[:] = [0] * self.bins
+        self.skipped = 0
+
+
+class Pacer:
+    """One per process: a single re-armed ``callLater`` that sends for every source.
+
+    ``tick`` is the shortest sleep between batches; ``slot`` the width of a wheel bucket;
+    ``horizon`` the time the wheel covers (sources due later stay filed and are looked at
+    once per turn of the wheel).
+    """
+
+    _log = Logger()
+
+    def __init__(
+        self,
+        reactor: IReactorTime,
+        *,
+        tick: float = DEFAULT_TICK,
+        slot: float = 0.001,
+        horizon: float = 1.024,
+        max_late: float = DEFAULT_MAX_LATE,
+    ) -> None:
+        if tick <= 0 or slot <= 0 or max_late <= 0:
+            raise ValueError("tick, slot and max_late must be positive")
+        size = 1
+        while size * slot < horizon:
+            size *= 2
+        self._reactor = reactor
+        self.tick = tick
+        self.slot = slot
+        self.max_late = max_late
+        self._inv_slot = 1.0 / slot
+        self._mask = size - 1
+        self._wheel: list[list[PacedSource]] = [[] for _ in range(size)]
+        self._where: dict[PacedSource, int] = {}  # source -> absolute bucket index
+        self._next = -1  # first bucket not yet fully walked; -1: none since idle
+        self._call: IDelayedCall | None = None
+        self._running = False
+        self._removals: list[PacedSource] = []
+        self.lateness = Lateness(limit=max_late)
+        self.ticks = 0
+        self.failures = 0
+
+    # --- registration -------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        return len(self._where)
+
+    def __contains__(self, source: object) -> bool:
+        return source in self._where
+
+    def add(self, source: PacedSource) -> None:
+        """Start driving ``source`` from its :meth:`PacedSource.first_due` time."""
+        if source in self._where:
+            raise ValueError("source already paced")
+        now = self._reactor.seconds()
+        if self._next < 0:
+            self._next = int(now * self._inv_slot)
+        self._file(source, source.first_due())
+        self._arm(now)
+
+    def remove(self, source: PacedSource) -> None:
+        """Stop driving ``source`` (no-op if it is not paced).
+
+        Called from inside a tick (a source's ``pace`` stopping a stream), the removal
+        happens when the tick ends; the source must not send from then on.
+        """
+        if self._running:
+            self._removals.append(source)
+            return
+        index = self._where.pop(source, None)
+        if index is None:
+            return
+        bucket = self._wheel[index & self._mask]
+        bucket.remove(source)  # O(bucket): removal is rare, per call, not per packet
+        if not self._where and self._call is not None and self._call.active():
+            self._call.cancel()
+            self._call = None
+            self._next = -1
+
+    def _file(self, source: PacedSource, due: float) -> None:
+        index = int(due * self._inv_slot)
+        if index < self._next:
+            index = self._next
+        self._where[source] = index
+        self._wheel[index & self._mask].append(source)
+
+    # --- the timer ----------------------------------------------------------------------
+
+    def _arm(self, now: float) -> None:
+        if self._running or not self._where:
+            return
+        wake = self._earliest() * self.slot
+        delay = wake - now
+        if delay < self.tick:
+            delay = self.tick
+        call = self._call
+        if call is not None and call.active():
+            if call.getTime() <= now + delay:
+                return
+            call.cancel()
+        self._call = self._reactor.callLater(delay, self._tick)
+
+    def _earliest(self) -> int:
+        """The first non-empty bucket from ``_next`` on (at most one turn of the wheel)."""
+        wheel = self._wheel
+        mask = self._mask
+        index = self._next
+        for index in range(self._next, self._next + mask + 1):
+            if wheel[index & mask]:
+                return index
+        return index
+
+    def _tick(self) -> None:
+        self._call = None
+        self._running = True
+        try:
+            self._run(self._reactor.seconds())
+        finally:
+            self._running = False
+            removals, self._removals = self._removals, []
+            for source in removals:
+                self.remove(source)
+        self._arm(self._reactor.seconds())
+
+    def _run(self, now: float) -> None:
+        """Walk the buckets up to ``now``: every source filed there sends what is due."""
+        self.ticks += 1
+        wheel = self._wheel
+        mask = self._mask
+        where = self._where
+        inv_slot = self._inv_slot
+        current = int(now * inv_slot)
+        start = self._next
+        if current - start > mask:
+            start = current - mask  # stalled for more than a turn: each bucket once
+        for index in range(start, current + 1):
+            slot_index = index & mask
+            bucket = wheel[slot_index]
+            if not bucket:
+                continue
+            wheel[slot_index] = []
+            self._next = index
+            for source in bucket:
+                try:
+                    due = source.pace(now)
+                except Exception:
+                    # A broken source must not stop every other stream: drop it, once.
+                    self.failures += 1
+                    self._log.failure("RTP source failed; it is no longer paced")
+                    del where[source]
+                    continue
+                target = int(due * inv_slot)
+                if target < index:
+                    target = index
+                where[source] = target
+                wheel[target & mask].append(source)
+        self._next = current

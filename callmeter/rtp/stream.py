@@ -1,0 +1,621 @@
+"""One negotiated RTP stream on real sockets: send through the pacer, receive, RTCP (RFC 3550).
+
+:class:`RtpStream` is the thin Twisted shell around the sans-IO cores (``packet``, ``rtcp``,
+``stats``): it owns an RTP socket on an even port and an RTCP socket on the next (odd) port
+(section 11), bound to SIP_IP and taken from the :class:`~callmeter.rtp.ports.RtpPortAllocator`.
+
+Sending (section 5.1): our own random SSRC, random initial sequence number and timestamp
+(section 5.1 "SHOULD be random"); the payloads of a :class:`PreparedMedia` are replayed with
+only sequence number, timestamp and SSRC rewritten. The stream is a
+:class:`~callmeter.rtp.pacer.PacedSource`: the process-wide pacer calls :meth:`pace`, and
+packets go out through the socket's own ``sendto`` (not ``transport.write``, ARCHITECTURE
+"Hot path rules"). A packet's due time is ``start + media_ts / clock_rate``; when the pacer
+stalled more than ``max_late`` the overdue packets are skipped (their media time passes, the
+sequence number does not advance: the receiver sees a timestamp jump, not network loss) and
+counted in ``skipped``.
+
+Receiving: a ``DatagramProtocol`` per socket. RTP updates a
+:class:`~callmeter.rtp.stats.ReceiverStats` per remote SSRC with ``min_sequential=1`` (a
+negotiated port: the first packet is trusted). Symmetric RTP (RFC 4961): we send to the
+address and port of the SDP, and a source that sends from elsewhere is logged once per SSRC
+(it is still counted).
+
+RTCP (section 6): a compound SR (when we have sent RTP) or RR, then SDES CNAME (section 6.1),
+every ``rtcp_interval`` (5 s) randomized by 0.5-1.5 (section 6.3.1; the first report after
+half an interval), and a last compound with BYE (section 6.6) on :meth:`stop`. Incoming SRs
+are remembered for our blocks' LSR/DLSR (6.4.1); incoming report blocks about our SSRC give
+the round-trip time (A - LSR - DLSR).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import random
+import secrets
+import struct
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any, Protocol
+
+from twisted.internet import defer
+from twisted.internet.interfaces import IDelayedCall, IListeningPort
+from twisted.internet.protocol import DatagramProtocol
+from twisted.logger import Logger
+
+from callmeter.media.prepared import PreparedMedia
+from callmeter.quality import emodel
+from callmeter.rtp.pacer import Pacer
+from callmeter.rtp.ports import PortPair, RtpPortAllocator, bind_pair
+from callmeter.rtp.rtcp import (
+    Bye,
+    ReceiverReport,
+    ReportBlock,
+    RtcpError,
+    SenderReport,
+    SourceDescription,
+    build_compound,
+    parse_compound,
+    randomized_interval,
+)
+from callmeter.rtp.stats import ReceiverStats, SenderStats
+from callmeter.sip.sdp import Direction, NegotiatedStream
+
+__all__ = [
+    "DEFAULT_RTCP_INTERVAL",
+    "RtpStream",
+    "StreamReactor",
+    "StreamSnapshot",
+    "one_way_delay_ms",
+]
+
+#: Nominal RTCP report interval, seconds (RFC 3550 section 6.2 minimum).
+DEFAULT_RTCP_INTERVAL = 5.0
+
+_U32 = 0xFFFFFFFF
+_HEADER = struct.Struct("!BBHII")
+_pack_header = _HEADER.pack
+_unpack_header = _HEADER.unpack_from
+
+
+class StreamReactor(Protocol):
+    """The reactor features a stream uses (IReactorUDP and IReactorTime)."""
+
+    def listenUDP(
+        self, port: int, protocol: DatagramProtocol, interface: str = "", maxPacketSize: int = 8192
+    ) -> Any:
+        """Bind a UDP port (IReactorUDP)."""
+
+    def callLater(
+        self, delay: float, callable: Callable[..., Any], *args: object, **kw: object
+    ) -> IDelayedCall:
+        """Schedule a call (IReactorTime)."""
+
+    def seconds(self) -> float:
+        """The current time (IReactorTime)."""
+
+
+def one_way_delay_ms(rtt_ms: float | None, jitter_ms: float, ptime_ms: float) -> float:
+    """The mouth-to-ear delay estimate fed to the E-model (ITU-T G.107 Ta).
+
+    Half the mean RTCP round-trip time (0 before the first RTT sample), plus one packet
+    time of packetization, plus a jitter buffer of twice the measured interarrival jitter
+    but at least one packet time: ``rtt/2 + ptime + max(2 * jitter, ptime)``.
+    """
+    return (rtt_ms or 0.0) / 2.0 + ptime_ms + max(2.0 * jitter_ms, ptime_ms)
+
+
+@dataclass(frozen=True, slots=True)
+class StreamSnapshot:
+    """Cumulative per-stream figures (SPEC "Metrics"); ``as_dict`` for JSON.
+
+    ``packets_received``/``bytes_received`` count every RTP datagram of every remote SSRC
+    (bytes with the RTP header, without UDP/IP); ``lost`` is the number of packets expected
+    and never received (RFC 3550 A.3 without duplicates) and ``loss_pct`` that over
+    ``expected``. ``jitter_ms`` is the A.8 jitter of the main remote SSRC (the one with the
+    most packets). ``rtt_*`` from RTCP LSR/DLSR (6.4.1), None before the first sample.
+    ``delay_ms`` is :func:`one_way_delay_ms`; ``r_factor``/``mos`` the E-model of what we
+    received (audio only, None before anything was received).
+    """
+
+    kind: str
+    codec: str
+    direction: str
+    local_port: int
+    remote: str
+    ssrc: int
+    remote_ssrcs: int
+    packets_sent: int
+    bytes_sent: int
+    send_errors: int
+    skipped: int
+    packets_received: int
+    bytes_received: int
+    expected: int
+    lost: int
+    loss_pct: float
+    jitter_ms: float
+    out_of_order: int
+    duplicates: int
+    rtt_ms: float | None
+    rtt_mean_ms: float | None
+    rtt_max_ms: float | None
+    rtcp_sent: int
+    rtcp_received: int
+    bye_received: bool
+    delay_ms: float | None
+    r_factor: float | None
+    mos: float | None
+
+    def as_dict(self) -> dict[str, Any]:
+        """A JSON-safe dict of the fields."""
+        return asdict(self)
+
+
+class _RtpReceiver(DatagramProtocol):
+    """The RTP socket's protocol: O(1) statistics per packet, nothing else (the hot path)."""
+
+    def __init__(self, stream: RtpStream) -> None:
+        self._stream = stream
+        self.stats: dict[int, ReceiverStats] = {}
+        self.enabled = True
+        self.invalid = 0
+        self.ignored = 0
+        self._last_ssrc = -1
+        self._last: ReceiverStats | None = None
+        self._seconds = stream.reactor.seconds
+
+    def datagramReceived(self, data: bytes, addr: Any) -> None:
+        if len(data) < 12 or data[0] & 0xC0 != 0x80:
+            self.invalid += 1
+            return
+        if not self.enabled:
+            self.ignored += 1  # sendonly/inactive: RFC 3264 section 5.1, not ours to count
+            return
+        _, _, seq, ts, ssrc = _unpack_header(data)
+        stats = self._last if ssrc == self._last_ssrc else self._source(ssrc, addr)
+        stats.on_packet(seq, ts, self._seconds(), len(data))  # type: ignore[union-attr]
+
+    def _source(self, ssrc: int, addr: Any) -> ReceiverStats:
+        stats = self.stats.get(ssrc)
+        if stats is None:
+            stats = self._stream._new_source(ssrc, addr)
+        self._last_ssrc = ssrc
+        self._last = stats
+        return stats
+
+
+class _RtcpReceiver(DatagramProtocol):
+    """The RTCP socket's protocol."""
+
+    def __init__(self, stream: RtpStream) -> None:
+        self._stream = stream
+
+    def datagramReceived(self, data: bytes, addr: Any) -> None:
+        self._stream._on_rtcp(data, addr)
+
+
+class RtpStream:
+    """One media stream (audio or video) of a call: RTP + RTCP sockets, sender, statistics.
+
+    Life cycle: :meth:`open` (bind a port pair; the SDP needs the port), :meth:`configure`
+    with the negotiated stream and the prepared media to send, :meth:`start`,
+    :meth:`stop` (idempotent; the ports go back to the allocator once both sockets are
+    closed, :attr:`closed` fires then).
+    """
+
+    log = Logger()
+
+    def __init__(
+        self,
+        reactor: StreamReactor,
+        pacer: Pacer,
+        *,
+        kind: str = "audio",
+        clock_rate: int = 8000,
+        cname: str | None = None,
+        rtcp_interval: float = DEFAULT_RTCP_INTERVAL,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.reactor = reactor
+        self.pacer = pacer
+        self.kind = kind
+        rng = rng or random.Random(secrets.randbits(64))
+        self._rng = rng
+        self.ssrc = rng.getrandbits(32)
+        self.cname = cname or f"{secrets.token_hex(8)}"
+        self.rtcp_interval = rtcp_interval
+        self.sender = SenderStats(self.ssrc)
+        self.receiver = _RtpReceiver(self)
+        self.rtcp_protocol = _RtcpReceiver(self)
+        self.pair: PortPair | None = None
+        self.negotiated: NegotiatedStream | None = None
+        self.media: PreparedMedia | None = None
+        self.direction = Direction.SENDRECV
+        self.clock_rate = clock_rate
+        self.send_errors = 0
+        self.skipped = 0
+        self.rtcp_sent = 0
+        self.rtcp_received = 0
+        self.rtcp_invalid = 0
+        self.byes: set[int] = set()
+        self.remote_cnames: dict[int, bytes] = {}
+        self.closed: defer.Deferred[None] = defer.Deferred()
+        self._allocator: RtpPortAllocator | None = None
+        self._ports: tuple[IListeningPort, IListeningPort] | None = None
+        self._rtp_sendto: Callable[[bytes, Any], Any] | None = None
+        self._rtcp_sendto: Callable[[bytes, Any], Any] | None = None
+        self._rtp_addr: tuple[str, int] = ("", 0)
+        self._rtcp_addr: tuple[str, int] = ("", 0)
+        self._rtcp_call: IDelayedCall | None = None
+        self._started = False
+        self._stopped = False
+        # Sender state (RFC 3550 5.1: random initial sequence number and timestamp).
+        self._seq = rng.getrandbits(16)
+        self._ts0 = rng.getrandbits(32)
+        self._mts = 0  # media time since start, timestamp units (never wraps: Python int)
+        self._index = 0
+        self._start = 0.0
+        self._inv_rate = 1.0 / clock_rate
+        self._payloads: tuple[bytes, ...] = ()
+        self._second: tuple[int, ...] = ()
+        self._incs: tuple[int, ...] = ()
+        self._n = 0
+        lateness = pacer.lateness
+        self._late_counts = lateness.counts
+        self._late_inv = lateness.inv_width
+        self._late_last = lateness.last
+        self._max_late = pacer.max_late
+
+    # --- sockets ------------------------------------------------------------------------
+
+    @property
+    def local_port(self) -> int:
+        """The RTP port (even); 0 before :meth:`open`."""
+        return self.pair.rtp if self.pair else 0
+
+    def open(self, allocator: RtpPortAllocator, interface: str) -> PortPair:
+        """Bind the RTP and RTCP sockets on ``interface`` (SIP_IP) with a pair from the range.
+
+        Raises :exc:`~callmeter.rtp.ports.PortRangeExhausted` when no pair is left.
+        """
+        if self.pair is not None:
+            raise ValueError("stream already open")
+
+        def bind(port: int) -> tuple[IListeningPort, IListeningPort]:
+            rtp = self.reactor.listenUDP(port, self.receiver, interface=interface)
+            try:
+                rtcp = self.reactor.listenUDP(port + 1, self.rtcp_protocol, interface=interface)
+            except BaseException:
+                rtp.stopListening()
+                raise
+            return rtp, rtcp
+
+        pair, ports = bind_pair(allocator, bind)
+        self.pair = pair
+        self._allocator = allocator
+        self._ports = ports
+        self._rtp_sendto = _sendto_of(ports[0])
+        self._rtcp_sendto = _sendto_of(ports[1])
+        return pair
+
+    # --- negotiation --------------------------------------------------------------------
+
+    def configure(self, stream: NegotiatedStream, media: PreparedMedia | None) -> None:
+        """Apply the offer/answer result (again on a re-INVITE): peer, payload type, direction.
+
+        ``media`` is what we send; it must match the negotiated codec and is required when
+        the direction sends. Raises ValueError for an unusable description.
+        """
+        if self._stopped:
+            raise ValueError("stream stopped")
+        try:
+            address = ipaddress.ip_address(stream.remote_address)
+            rtcp_address = ipaddress.ip_address(stream.remote_rtcp_address)
+        except ValueError:
+            raise ValueError(
+                f"SDP connection address {stream.remote_address!r} is not an IP address"
+            ) from None
+        if stream.direction.sends:
+            if media is None:
+                raise ValueError(f"no prepared media to send {stream.codec}")
+            if media.codec.lower() != stream.codec.lower():
+                raise ValueError(f"prepared media is {media.codec}, negotiated {stream.codec}")
+            if media.clock_rate != stream.clock_rate:
+                raise ValueError(
+                    f"prepared media at {media.clock_rate} Hz, negotiated {stream.clock_rate} Hz"
+                )
+        was_sending = self._started and self.direction.sends
+        self.negotiated = stream
+        self.direction = stream.direction
+        self.clock_rate = stream.clock_rate
+        self._rtp_addr = (str(address), stream.remote_rtp_port)
+        self._rtcp_addr = (str(rtcp_address), stream.remote_rtcp_port)
+        self.receiver.enabled = stream.direction.receives
+        if media is not None:
+            if media is not self.media and self._started:
+                # A codec change mid-call: the next packet keeps its due time and timestamp.
+                self._rebase(self._start + self._mts * self._inv_rate)
+            self.media = media
+            self._payloads = media.payloads
+            self._incs = media.ts_increments
+            self._n = media.packets
+            self._second = media.second_bytes(stream.payload_type)
+            self._index %= self._n
+        self._inv_rate = 1.0 / stream.clock_rate
+        if self._started:
+            sends = stream.direction.sends
+            if sends and not was_sending:
+                self._rebase(self.reactor.seconds())
+                self.pacer.add(self)
+            elif was_sending and not sends:
+                self.pacer.remove(self)
+
+    def _rebase(self, start: float) -> None:
+        """Restart the media clock at ``start``, the timestamp continuing where it was."""
+        self._ts0 = (self._ts0 + self._mts) & _U32
+        self._mts = 0
+        self._index = 0
+        self._start = start
+
+    # --- running ------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start sending (if the direction sends) and the RTCP timer."""
+        if self._started or self._stopped:
+            return
+        if self.negotiated is None or self._ports is None:
+            raise ValueError("stream not opened and configured")
+        self._started = True
+        self._start = self.reactor.seconds()
+        if self.direction.sends:
+            self.pacer.add(self)
+        delay = randomized_interval(self.rtcp_interval / 2, self._rng)  # 6.2: initial half
+        self._rtcp_call = self.reactor.callLater(delay, self._rtcp_timer)
+
+    def stop(self) -> defer.Deferred[None]:
+        """Stop sending, send RTCP BYE, close both sockets and give the ports back.
+
+        Idempotent; returns :attr:`closed`, which fires once the sockets are closed and the
+        pair is released.
+        """
+        if self._stopped:
+            return self.closed
+        self._stopped = True
+        self.pacer.remove(self)
+        if self._rtcp_call is not None and self._rtcp_call.active():
+            self._rtcp_call.cancel()
+        self._rtcp_call = None
+        if self._started:
+            self._send_rtcp(bye=True)
+        self._started = False
+        ports, self._ports = self._ports, None
+        if ports is None:
+            self.closed.callback(None)
+            return self.closed
+        self._rtp_sendto = self._rtcp_sendto = None
+        done = defer.gatherResults(
+            [defer.maybeDeferred(port.stopListening) for port in ports], consumeErrors=True
+        )
+
+        def release(_: object) -> None:
+            if self._allocator is not None and self.pair is not None:
+                self._allocator.release(self.pair)
+            self.closed.callback(None)
+
+        done.addBoth(release)
+        return self.closed
+
+    # --- PacedSource: the send hot path ---------------------------------------------------
+
+    def first_due(self) -> float:
+        """The first packet is due when the stream starts."""
+        return self._start + self._mts * self._inv_rate
+
+    def pace(self, now: float) -> float:
+        """Send every packet due by ``now`` (skip ahead past ``max_late``); next due time."""
+        start = self._start
+        inv_rate = self._inv_rate
+        mts = self._mts
+        due = start + mts * inv_rate
+        if due > now:
+            return due
+        sendto = self._rtp_sendto
+        if sendto is None:
+            return now + 1.0  # stopped inside a tick: the pacer drops us at its end
+        incs = self._incs
+        n = self._n
+        i = self._index
+        if now - due > self._max_late:
+            # Stalled: skip to the newest overdue packet instead of a burst (module doc).
+            skipped = 0
+            while start + (mts + incs[i]) * inv_rate <= now:
+                mts += incs[i]
+                i += 1
+                if i == n:
+                    i = 0
+                skipped += 1
+            self.skipped += skipped
+            self.pacer.lateness.skipped += skipped
+            due = start + mts * inv_rate
+        payloads = self._payloads
+        second = self._second
+        addr = self._rtp_addr
+        ts0 = self._ts0
+        ssrc = self.ssrc
+        seq = self._seq
+        counts = self._late_counts
+        last = self._late_last
+        late_inv = self._late_inv
+        t = self.reactor.seconds()
+        sent = 0
+        octets = 0
+        while True:
+            payload = payloads[i]
+            try:
+                sendto(_pack_header(0x80, second[i], seq, (ts0 + mts) & _U32, ssrc) + payload, addr)
+            except OSError:
+                self.send_errors += 1  # EAGAIN/ENOBUFS/unreachable: not sent, seq still used
+            else:
+                sent += 1
+                octets += len(payload)
+            bin_index = int((t - due) * late_inv)
+            counts[bin_index if bin_index < last else last] += 1
+            seq = (seq + 1) & 0xFFFF
+            mts += incs[i]
+            i += 1
+            if i == n:
+                i = 0
+            due = start + mts * inv_rate
+            if due > now:
+                break
+        self._seq = seq
+        self._mts = mts
+        self._index = i
+        sender = self.sender
+        sender.packets += sent
+        sender.octets += octets
+        return due
+
+    # --- receiving ------------------------------------------------------------------------
+
+    def _new_source(self, ssrc: int, addr: Any) -> ReceiverStats:
+        stats = ReceiverStats(ssrc, self.clock_rate, min_sequential=1)
+        self.receiver.stats[ssrc] = stats
+        if self.negotiated is not None and tuple(addr[:2]) != self._rtp_addr:
+            self.log.info(
+                "RTP source {ssrc:08x} sends from {source}, SDP said {expected}",
+                ssrc=ssrc,
+                source=f"{addr[0]}:{addr[1]}",
+                expected=f"{self._rtp_addr[0]}:{self._rtp_addr[1]}",
+            )
+        return stats
+
+    def _on_rtcp(self, data: bytes, addr: Any) -> None:
+        now = self.reactor.seconds()
+        try:
+            packets = parse_compound(data)
+        except RtcpError:
+            self.rtcp_invalid += 1
+            return
+        self.rtcp_received += 1
+        stats = self.receiver.stats
+        for packet in packets:
+            if isinstance(packet, SenderReport):
+                source = stats.get(packet.ssrc)
+                if source is None:
+                    source = self._new_source(packet.ssrc, addr)
+                source.on_sender_report(packet, now)
+                self._take_blocks(packet.reports, now)
+            elif isinstance(packet, ReceiverReport):
+                self._take_blocks(packet.reports, now)
+            elif isinstance(packet, SourceDescription):
+                for chunk in packet.chunks:
+                    cname = chunk.cname
+                    if cname is not None:
+                        self.remote_cnames[chunk.ssrc] = cname
+            elif isinstance(packet, Bye):
+                self.byes.update(packet.ssrcs)
+
+    def _take_blocks(self, blocks: tuple[ReportBlock, ...], now: float) -> None:
+        for block in blocks:
+            if block.ssrc == self.ssrc:
+                self.sender.on_report_block(block, now)
+
+    # --- RTCP sending -----------------------------------------------------------------------
+
+    def _rtcp_timer(self) -> None:
+        self._rtcp_call = None
+        self._send_rtcp(bye=False)
+        if self._started:
+            delay = randomized_interval(self.rtcp_interval, self._rng)
+            self._rtcp_call = self.reactor.callLater(delay, self._rtcp_timer)
+
+    def rtcp_compound(self, now: float, bye: bool = False) -> bytes:
+        """The compound packet to send at ``now``: SR or RR, SDES CNAME, BYE (6.1)."""
+        blocks = [s.report_block(now) for s in self.receiver.stats.values() if s.valid]
+        first, extra = tuple(blocks[:31]), blocks[31:]
+        report: SenderReport | ReceiverReport
+        if self.direction.sends and self.sender.packets:
+            rtp_now = self._ts0 + round((now - self._start) * self.clock_rate)
+            report = self.sender.sender_report(now, rtp_now & _U32, first)
+        else:
+            report = ReceiverReport(self.ssrc, first)
+        end = Bye((self.ssrc,)) if bye else None
+        return build_compound(report, self.cname, end, extra)
+
+    def _send_rtcp(self, bye: bool) -> None:
+        sendto = self._rtcp_sendto
+        if sendto is None or self.negotiated is None:
+            return
+        data = self.rtcp_compound(self.reactor.seconds(), bye)
+        try:
+            sendto(data, self._rtcp_addr)
+        except OSError:
+            self.send_errors += 1
+            return
+        self.rtcp_sent += 1
+
+    # --- metrics -----------------------------------------------------------------------------
+
+    def snapshot(self) -> StreamSnapshot:
+        """Cumulative figures of this stream (no reset)."""
+        sources = [s.snapshot() for s in self.receiver.stats.values()]
+        main = max(sources, key=lambda s: s.packets, default=None)
+        expected = sum(s.expected for s in sources)
+        missing = sum(max(s.missing, 0) for s in sources)
+        loss_pct = 100.0 * missing / expected if expected else 0.0
+        jitter_ms = main.jitter_ms if main is not None else 0.0
+        sender = self.sender
+        rtt_mean = sender.rtt_mean
+        neg = self.negotiated
+        codec = neg.codec if neg is not None else ""
+        ptime = float(neg.ptime) if neg is not None and neg.ptime else 20.0
+        delay = r_factor = mos = None
+        if self.kind == "audio" and expected > 0:
+            delay = one_way_delay_ms(
+                rtt_mean * 1000.0 if rtt_mean is not None else None, jitter_ms, ptime
+            )
+            try:
+                rating = emodel.rate(codec, loss_pct, delay)
+            except ValueError:
+                pass  # no E-model values for this codec
+            else:
+                r_factor, mos = rating.r, rating.mos
+        return StreamSnapshot(
+            kind=self.kind,
+            codec=codec,
+            direction=self.direction.value,
+            local_port=self.local_port,
+            remote=f"{self._rtp_addr[0]}:{self._rtp_addr[1]}",
+            ssrc=self.ssrc,
+            remote_ssrcs=len(sources),
+            packets_sent=sender.packets,
+            bytes_sent=sender.octets + 12 * sender.packets,
+            send_errors=self.send_errors,
+            skipped=self.skipped,
+            packets_received=sum(s.packets for s in sources),
+            bytes_received=sum(s.bytes for s in sources),
+            expected=expected,
+            lost=missing,
+            loss_pct=loss_pct,
+            jitter_ms=jitter_ms,
+            out_of_order=sum(s.out_of_order for s in sources),
+            duplicates=sum(s.duplicates for s in sources),
+            rtt_ms=sender.rtt * 1000.0 if sender.rtt is not None else None,
+            rtt_mean_ms=rtt_mean * 1000.0 if rtt_mean is not None else None,
+            rtt_max_ms=sender.rtt_max * 1000.0 if sender.rtt_count else None,
+            rtcp_sent=self.rtcp_sent,
+            rtcp_received=self.rtcp_received,
+            bye_received=bool(self.byes),
+            delay_ms=delay,
+            r_factor=r_factor,
+            mos=mos,
+        )
+
+
+def _sendto_of(port: Any) -> Callable[[bytes, Any], Any]:
+    """The bound port's own ``socket.sendto`` (1.5 us) rather than ``write`` (2.9 us)."""
+    sock = getattr(port, "socket", None)
+    if sock is not None:
+        return sock.sendto  # type: ignore[no-any-return]
+    return port.write  # type: ignore[no-any-return]  # a test double without a socket
