@@ -209,9 +209,15 @@ class GroupMetrics:
             target.calls_failed += 1
             target.failed_by_code[str(code)] += 1
 
-    def stream(self, result: StreamResult) -> None:
-        for target in self._both():
-            target.add_stream(result)
+    def stream_progress(self, current: StreamResult, counted: StreamResult | None) -> None:
+        """A stream still running: its new packets since ``counted`` go into this window, and
+        its current jitter, RTT and MOS are sampled for the window."""
+        self.window_set.add_stream(_minus(current, counted))
+
+    def stream_final(self, final: StreamResult, counted: StreamResult | None) -> None:
+        """A stream that ended: the run gets its final figures, the window what is new."""
+        self.run_set.add_stream(final)
+        self.window_set.add_stream(_minus(final, counted))
 
     def take_window(self) -> MetricSet:
         window, self.window_set = self.window_set, MetricSet()
@@ -223,6 +229,23 @@ def merge_sets(sets: Iterable[MetricSet]) -> MetricSet:
     for one in sets:
         total.merge(one)
     return total
+
+
+def _minus(current: StreamResult, counted: StreamResult | None) -> StreamResult:
+    """The counters of ``current`` not yet in ``counted``; the gauges as they are now."""
+    if counted is None:
+        return current
+    return StreamResult(
+        sent_packets=current.sent_packets - counted.sent_packets,
+        sent_bytes=current.sent_bytes - counted.sent_bytes,
+        received_packets=current.received_packets - counted.received_packets,
+        received_bytes=current.received_bytes - counted.received_bytes,
+        lost_packets=current.lost_packets - counted.lost_packets,
+        expected_packets=current.expected_packets - counted.expected_packets,
+        jitter_ms=current.jitter_ms,
+        rtt_ms=current.rtt_ms,
+        mos=current.mos,
+    )
 
 
 def total_of(sets: Mapping[str, MetricSet], callers: Iterable[str]) -> MetricSet:

@@ -126,6 +126,8 @@ class TestRun:
         self._finished: defer.Deferred[dict[str, Any]] = defer.Deferred()
         self._stopping = False
         self._pending_calls = 0
+        self._media: dict[OutgoingCall | IncomingCall, tuple[str, RunMedia]] = {}
+        self._counted: dict[OutgoingCall | IncomingCall, list[StreamResult]] = {}
         self.report: dict[str, Any] | None = None
         self.error: str | None = None
 
@@ -287,6 +289,7 @@ class TestRun:
         self.calls.append(record)
         metrics.call_attempted()
         self.active.add(call)
+        self._media[call] = (caller.group.name, media)
         call.start().addCallbacks(
             lambda _: self._established(call, caller, record, metrics),
             lambda failure: self._call_failed(failure, record, metrics),
@@ -349,13 +352,15 @@ class TestRun:
         number: int | None,
     ) -> None:
         self.active.discard(call)
+        self._media.pop(call, None)
         record.ended = self.elapsed
         record.final_code = record.final_code or call.times.final_code
         record.end = how.value
         streams = media.results()
         record.streams = streams
-        for stream in streams:
-            metrics.stream(stream)
+        counted = self._counted.pop(call, [])
+        for index, stream in enumerate(streams):
+            metrics.stream_final(stream, counted[index] if index < len(counted) else None)
         spec = endpoint.group.call
         if spec is None or number is None or self._stopping:
             return
@@ -391,6 +396,7 @@ class TestRun:
             )
             self.calls.append(record)
             self.active.add(call)
+            self._media[call] = (endpoint.group.name, media)
 
             def ended(how: CallEnd) -> None:
                 if call.times.answered is not None:
@@ -421,7 +427,20 @@ class TestRun:
         if not self._stopping:
             self._later(self.window_s, self._emit_window)
 
+    def _sample_active_streams(self) -> None:
+        """Put the new packets of calls still up into the window, and sample their jitter."""
+        for call, (group, media) in list(self._media.items()):
+            if call not in self.active:
+                continue
+            current = media.results()
+            counted = self._counted.get(call, [])
+            for index, stream in enumerate(current):
+                before = counted[index] if index < len(counted) else None
+                self.metrics[group].stream_progress(stream, before)
+            self._counted[call] = current
+
     def _window(self) -> dict[str, Any]:
+        self._sample_active_streams()
         self.window_seq += 1
         now = self.reactor.seconds()
         sets = {name: metrics.take_window() for name, metrics in self.metrics.items()}

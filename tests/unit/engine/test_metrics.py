@@ -1,0 +1,79 @@
+"""Metric windows and run totals: counters add up, percentiles come from merged histograms."""
+
+from __future__ import annotations
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from callmeter.engine.metrics import GroupMetrics, MetricSet, StreamResult, total_of
+
+
+def stream(received: int, jitter: float = 1.0) -> StreamResult:
+    return StreamResult(
+        sent_packets=received,
+        sent_bytes=172 * received,
+        received_packets=received,
+        received_bytes=172 * received,
+        lost_packets=received // 100,
+        expected_packets=received + received // 100,
+        jitter_ms=jitter,
+        rtt_ms=2.0,
+        mos=4.3,
+    )
+
+
+@given(st.lists(st.integers(min_value=0, max_value=500), min_size=1, max_size=10))
+def test_windows_add_up_to_the_run(steps: list[int]) -> None:
+    metrics = GroupMetrics()
+    windows: list[MetricSet] = []
+    counted: StreamResult | None = None
+    received = 0
+    for step in steps[:-1]:
+        received += step
+        current = stream(received)
+        metrics.stream_progress(current, counted)
+        counted = current
+        windows.append(metrics.take_window())
+    received += steps[-1]
+    metrics.stream_final(stream(received), counted)
+    windows.append(metrics.take_window())
+    assert sum(w.received_packets for w in windows) == received
+    assert sum(w.lost_packets for w in windows) == metrics.run_set.lost_packets == received // 100
+    assert metrics.run_set.received_packets == received
+    assert metrics.run_set.jitter_ms.count == 1  # the run records each stream once
+
+
+def test_total_counts_each_call_once_and_merges_histograms() -> None:
+    callers, callees = GroupMetrics(), GroupMetrics()
+    for setup in (100.0, 200.0, 300.0):
+        callers.call_attempted()
+        callers.call_established(setup, 10.0)
+        callees.call_attempted()
+        callees.call_established(None, None)
+    callers.call_attempted()
+    callers.call_failed(486)
+    callers.stream_final(stream(1000, jitter=0.5), None)
+    callees.stream_final(stream(1000, jitter=4.0), None)
+    total = total_of({"callers": callers.run_set, "callees": callees.run_set}, ["callers"])
+    report = total.as_report()
+    assert report["sip"]["calls"] == {
+        "attempted": 4,
+        "established": 3,
+        "failed": 1,
+        "failed_by_code": {"486": 1},
+    }
+    assert report["rtp"]["received"]["packets"] == 2000
+    assert report["rtp"]["jitter_ms"]["max"] == 4.0
+    assert abs(report["sip"]["setup_time_ms"]["p50"] - 200.0) <= 2.0
+    assert report["rtp"]["loss_pct"] == round(100 * 20 / 2020, 4)
+
+
+def test_wire_round_trip_for_other_processes() -> None:
+    metrics = GroupMetrics()
+    metrics.register_attempted()
+    metrics.register_done(12.5)
+    metrics.call_attempted()
+    metrics.call_failed(408)
+    metrics.stream_final(stream(500), None)
+    again = MetricSet.from_wire(metrics.run_set.to_wire())
+    assert again.as_report() == metrics.run_set.as_report()
