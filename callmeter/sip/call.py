@@ -430,7 +430,11 @@ class OutgoingCall(_Call):
     def _cleanup(self) -> None:
         self._cancel_timeout()
         if not self.established.called:
-            self.established.errback(CallFailed(self.times.final_code or 487, "ended"))
+            if self._cancel_wanted:
+                # We hung up first: the call never became ours, whatever crossed the CANCEL.
+                self.established.errback(CallFailed(487, "cancelled by the caller"))
+            else:
+                self.established.errback(CallFailed(self.times.final_code or 500, "ended"))
         self.stack.remove_dialog(self.call_id, self.local_tag)
 
     def _contact(self) -> str:

@@ -401,6 +401,36 @@ def test_token_from_a_systemd_credential(scenario: Scenario) -> None:
     c.run(["systemctl", "reset-failed", UNIT])
 
 
+def test_callmeter_run_from_the_installed_package(scenario: Scenario) -> None:
+    """The .deb's own `callmeter run` (Debian's Twisted, rich...) runs a plan with real RTP."""
+    c = scenario.c
+    plan = {
+        "name": "in-container",
+        "duration_s": 5,
+        "groups": [
+            {"name": "callees", "role": "callee", "count": 2, "user": "in-{i}"},
+            {
+                "name": "callers",
+                "role": "caller",
+                "count": 2,
+                "user": "out-{i}",
+                "call": {"to": "callees", "duration_s": 2, "rate_per_s": 10},
+            },
+        ],
+    }
+    c.write("/tmp/plan.json", json.dumps(plan))
+    result = c.sh(
+        "cd /tmp && SIP_IP=127.0.0.1 SIP_PORT=0 RTP_PORT_MIN=41000 RTP_PORT_MAX=41999 "
+        "callmeter run /tmp/plan.json --json --plain",
+        check=False,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr + result.stdout
+    report = json.loads(result.stdout)
+    assert report["total"]["sip"]["calls"]["established"] == 2
+    assert report["total"]["rtp"]["received"]["packets"] > 300
+
+
 def test_purge_removes_everything(scenario: Scenario) -> None:
     c = scenario.c
     c.run(["apt-get", "purge", "-y", "callmeter-worker"], timeout=300)

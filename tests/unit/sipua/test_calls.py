@@ -272,3 +272,17 @@ def test_bye_for_an_unknown_dialog_is_481() -> None:
     uac.send_request(bye, Target("udp", "127.0.0.1", UAS_PORT), got.append, lambda f: None)
     clock.pump([0.01] * 10)
     assert [r.status for r in got] == [481]
+
+
+def test_a_200_crossing_our_cancel_is_acked_byed_and_reported_as_cancelled() -> None:
+    clock, network, uac, callee = setup(answer_delay=0.05, latency=0.1)
+    call = dial(uac)
+    clock.pump([0.01] * 15)  # 100/180 arrived (t=0.15), the 200 is already on its way
+    call.hangup()
+    clock.pump([0.01] * 100)
+    assert outcome(call.established).value.code == 487
+    lines = network.lines()
+    assert any(line.startswith("CANCEL") for line in lines)
+    assert any(line.startswith("ACK") for line in lines)
+    assert any(line.startswith("BYE") for line in lines)
+    assert outcome(callee.calls[0].ended) in (CallEnd.REMOTE_BYE, CallEnd.CANCELLED)
