@@ -47,6 +47,7 @@ def main(
                 "RTP_PORT_MAX": args.rtp_port_max,
             },
             plain=True if args.plain else None,
+            processes=args.processes or os.cpu_count() or 1,
         )
         return run_command(options, env, out, sys.stderr)
     parser.print_help(out)
@@ -80,6 +81,12 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--json", action="store_true", help="print the JSON report on stdout")
     run.add_argument("--calls", metavar="FILE.csv", help="write one CSV row per call")
     run.add_argument("--plain", action="store_true", help="plain progress lines, no live line")
+    run.add_argument(
+        "--processes",
+        type=int,
+        metavar="N",
+        help="worker processes sharing the endpoints (default: one per CPU core)",
+    )
     for option in ("sip-ip", "sip-port", "sdp-ip", "external-ip", "rtp-port-min", "rtp-port-max"):
         run.add_argument(f"--{option}", help=f"overrides ${option.upper().replace('-', '_')}")
     return parser

@@ -16,9 +16,11 @@ from typing import IO, Any
 
 from twisted.internet import defer, task
 from twisted.internet.error import CannotListenError
+from twisted.python.failure import Failure
 
 from callmeter.config import Config, ConfigError, load_config
 from callmeter.display import Display
+from callmeter.engine.processes import ShardedRun
 from callmeter.engine.run import MediaFactory, TestRun
 from callmeter.plan import Plan, PlanError, parse_plan
 
@@ -36,6 +38,7 @@ class RunOptions:
         calls: str | None = None,
         overrides: Mapping[str, str | None] | None = None,
         plain: bool | None = None,
+        processes: int = 1,
     ) -> None:
         self.plan = plan
         self.report = report
@@ -43,6 +46,7 @@ class RunOptions:
         self.calls = calls
         self.overrides = dict(overrides or {})
         self.plain = plain
+        self.processes = processes
 
 
 def load_plan(path: str, max_endpoints: int) -> Plan:
@@ -85,14 +89,24 @@ def run_command(
     outcome: dict[str, Any] = {}
 
     def main(reactor: Any) -> defer.Deferred[None]:
-        factory = (media_factory or _default_media_factory)(config, plan, reactor)
+        factory = (
+            (media_factory or _default_media_factory)(config, plan, reactor)
+            if options.processes == 1
+            else None
+        )
         latest: dict[str, Any] = {}
 
         def on_window(window: dict[str, Any]) -> None:
             latest["window"] = window
             display.progress(run.progress(), window)
 
-        run = TestRun(plan, config, reactor, factory, on_window=on_window)
+        run: Any
+        if options.processes > 1:
+            run = ShardedRun(
+                plan, config, reactor, options.processes, environ=environ, on_window=on_window
+            )
+        else:
+            run = TestRun(plan, config, reactor, factory, on_window=on_window)
         ticker = task.LoopingCall(lambda: display.progress(run.progress(), None))
         ticker.clock = reactor
 
@@ -123,7 +137,13 @@ def run_command(
             outcome["report"] = report
             outcome["calls"] = run.calls
 
-        return finished.addCallback(done)
+        def failed(failure: Failure) -> None:
+            if ticker.running:
+                ticker.stop()
+            display.stop()
+            outcome["failed"] = failure.getErrorMessage()
+
+        return finished.addCallbacks(done, failed)
 
     try:
         task.react(main, [])
@@ -134,6 +154,9 @@ def run_command(
     if "error" in outcome:
         err.write(f"callmeter: {outcome['error']}\n")
         return EXIT_BAD_INPUT
+    if "failed" in outcome:
+        err.write(f"callmeter: the run failed: {outcome['failed']}\n")
+        return EXIT_FAILED
     report = outcome.get("report")
     if report is None:
         err.write("callmeter: the run ended without a report\n")

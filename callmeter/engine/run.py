@@ -26,6 +26,7 @@ from twisted.python.failure import Failure
 
 from callmeter.config import Config
 from callmeter.engine.metrics import GroupMetrics, MetricSet, StreamResult, total_of
+from callmeter.engine.report import caller_groups, format_report, format_window
 from callmeter.plan import Group, Plan, Registrar
 from callmeter.sip.call import CallEnd, CallFailed, IncomingCall, MediaSession, OutgoingCall
 from callmeter.sip.dialog import target_of
@@ -37,7 +38,7 @@ from callmeter.sip.transaction import ServerInvite
 from callmeter.sip.transport import Origin, SipTransportLayer, Target
 from callmeter.sip.uri import SipParseError, parse_uri
 
-__all__ = ["CallRecord", "MediaFactory", "RunMedia", "TestRun"]
+__all__ = ["CallRecord", "MediaFactory", "RunMedia", "Shard", "TestRun"]
 
 WINDOW_S = 5.0
 HANGUP_GRACE_S = 3.0
@@ -54,6 +55,29 @@ class MediaFactory(Protocol):
     """Makes the media of one call for an endpoint of ``group``."""
 
     def __call__(self, group: Group) -> RunMedia: ...
+
+
+@dataclass(frozen=True)
+class Shard:
+    """This process's share of the plan when several processes run it (engine/processes.py).
+
+    Shard ``index`` of ``count`` owns, in every group, the endpoints with indices
+    ``count * index // count`` ... (a contiguous slice); ``ports[k]`` is shard k's SIP port, so
+    a caller can reach a callee that lives in another process.
+    """
+
+    index: int = 0
+    count: int = 1
+    ports: tuple[int, ...] = ()
+
+    def owned(self, size: int) -> range:
+        return range(size * self.index // self.count, size * (self.index + 1) // self.count)
+
+    def owner(self, index: int, size: int) -> int:
+        for shard in range(self.count):
+            if index < size * (shard + 1) // self.count:
+                return shard
+        return self.count - 1
 
 
 @dataclass
@@ -104,8 +128,12 @@ class TestRun:
         on_window: Callable[[dict[str, Any]], None] | None = None,
         window_s: float = WINDOW_S,
         run_id: str = "local",
+        shard: Shard | None = None,
+        on_window_sets: Callable[[int, float, float, dict[str, MetricSet]], None] | None = None,
     ) -> None:
+        self.on_window_sets = on_window_sets
         self.plan = plan
+        self.shard = shard or Shard()
         self.config = config
         self.reactor = reactor
         self.media_factory = media_factory
@@ -135,16 +163,28 @@ class TestRun:
 
     def start(self) -> defer.Deferred[dict[str, Any]]:
         """Open the SIP sockets and begin; fires with the report when the run ends."""
-        self.started_at = self.reactor.seconds()
-        self.wall_started = time.time()
-        self._window_start = self.started_at
+        port = self.open()
+        self.begin((port,) if self.shard.count == 1 else self.shard.ports)
+        return self._finished
+
+    def open(self) -> int:
+        """Bind the SIP sockets (raises CannotListenError); returns the SIP port."""
         self.transport = SipTransportLayer(self.reactor, self.config.sip_ip, self._on_message)
         transports = sorted({group.transport for group in self.plan.groups} | {"udp"})
+        port = self.config.sip_port
         for transport in transports:
             if transport == "tls":
                 continue  # outgoing TLS only: no certificate is configured for a listener
-            self.transport.listen(transport, self.config.sip_port)
+            port = self.transport.listen(transport, port)
         self.stack = SipStack(self.reactor, self.transport, self.config.external_ip)
+        return port
+
+    def begin(self, ports: tuple[int, ...]) -> defer.Deferred[dict[str, Any]]:
+        """Start the clock: endpoints, registrations, calls; ``ports`` of every shard."""
+        self.shard = Shard(self.shard.index, self.shard.count, tuple(ports))
+        self.started_at = self.reactor.seconds()
+        self.wall_started = time.time()
+        self._window_start = self.started_at
         self._build_endpoints()
         self._later(self.window_s, self._emit_window)
         self._schedule_registrations()
@@ -183,7 +223,7 @@ class TestRun:
         for group in self.plan.groups:
             registrar = self.plan.registrars.get(group.registrar) if group.registrar else None
             members = []
-            for index in range(group.count):
+            for index in self.shard.owned(group.count):
                 endpoint = _Endpoint(
                     group, index, group.user_of(index), group.password_of(index), registrar
                 )
@@ -217,13 +257,24 @@ class TestRun:
     # -- registrations --------------------------------------------------------------------
 
     def _schedule_registrations(self) -> None:
-        endpoints = [e for group in self.endpoints.values() for e in group if e.registration]
+        """Spread the whole plan's registrations over the ramp-up, in global order, so that
+        several processes together register at the plan's pace."""
+        offsets: dict[str, int] = {}
+        registering = 0
+        for group in self.plan.groups:
+            registrar = self.plan.registrars.get(group.registrar) if group.registrar else None
+            if registrar is not None and registrar.register:
+                offsets[group.name] = registering
+                registering += group.count
         spread = self.plan.ramp_up_s
-        step = spread / len(endpoints) if endpoints else 0.0
-        for position, endpoint in enumerate(endpoints):
-            self._later(position * step, self._register, endpoint)
+        step = spread / registering if registering else 0.0
+        for group_name, members in self.endpoints.items():
+            for endpoint in members:
+                if endpoint.registration is not None:
+                    position = offsets[group_name] + endpoint.index
+                    self._later(position * step, self._register, endpoint)
         # Calls begin after the ramp-up (and once registrations had their chance).
-        self._later(spread if endpoints else min(spread, 0.5), self._schedule_calls)
+        self._later(spread if registering else min(spread, 0.5), self._schedule_calls)
 
     def _register(self, endpoint: _Endpoint) -> None:
         if self._stopping or endpoint.registration is None:
@@ -254,9 +305,9 @@ class TestRun:
                 continue
             callers = self.endpoints[group.name]
             interval = 1.0 / group.call.rate_per_s
-            for position, caller in enumerate(callers):
+            for caller in callers:  # caller i starts at i / rate, whichever process owns it
                 self._pending_calls += 1
-                self._later(position * interval, self._place_call, caller, 1)
+                self._later(caller.index * interval, self._place_call, caller, 1)
 
     def _place_call(self, caller: _Endpoint, number: int) -> None:
         self._pending_calls -= 1
@@ -305,24 +356,27 @@ class TestRun:
             uri = parse_uri(spec.to)
             transport, host, port = target_of(uri, caller.group.transport)
             return spec.to, Target(transport, host, port)
-        callees = self.endpoints[spec.to]
-        callee = callees[caller.index % len(callees)]
+        callee_group = self.plan.group(spec.to)
+        callee_index = caller.index % callee_group.count
+        callee_user = callee_group.user_of(callee_index)
+        callee_registrar = (
+            self.plan.registrars.get(callee_group.registrar) if callee_group.registrar else None
+        )
         if caller.registrar is not None:
             return (
-                f"sip:{callee.user}@{caller.registrar.domain}",
+                f"sip:{callee_user}@{caller.registrar.domain}",
                 self._registrar_target(caller.registrar),
             )
-        if callee.registrar is not None:
+        if callee_registrar is not None:
             return (
-                f"sip:{callee.user}@{callee.registrar.domain}",
-                self._registrar_target(callee.registrar),
+                f"sip:{callee_user}@{callee_registrar.domain}",
+                self._registrar_target(callee_registrar),
             )
-        assert self.transport is not None
-        port = self.transport.ports.get(callee.group.transport) or self.transport.ports["udp"]
+        port = self.shard.ports[self.shard.owner(callee_index, callee_group.count)]
         host = _host(self.config.sip_ip)
         return (
-            f"sip:{callee.user}@{host}:{port}",
-            Target(callee.group.transport, self.config.sip_ip, port),
+            f"sip:{callee_user}@{host}:{port}",
+            Target(callee_group.transport, self.config.sip_ip, port),
         )
 
     def _established(
@@ -444,15 +498,12 @@ class TestRun:
         self.window_seq += 1
         now = self.reactor.seconds()
         sets = {name: metrics.take_window() for name, metrics in self.metrics.items()}
-        window = {
-            "seq": self.window_seq,
-            "start": round(self.wall_started + (self._window_start - self.started_at), 3),
-            "end": round(self.wall_started + (now - self.started_at), 3),
-            "groups": {name: s.as_report() for name, s in sets.items()},
-            "total": total_of(sets, self._caller_groups()).as_report(),
-        }
+        start = self.wall_started + (self._window_start - self.started_at)
+        end = self.wall_started + (now - self.started_at)
         self._window_start = now
-        return window
+        if self.on_window_sets is not None:
+            self.on_window_sets(self.window_seq, start, end, sets)
+        return format_window(self.plan, self.window_seq, start, end, sets)
 
     def _time_is_up(self) -> None:
         if self._stopping:
@@ -497,25 +548,17 @@ class TestRun:
             self._finished.callback(self.report)
 
     def _report(self) -> dict[str, Any]:
-        from callmeter.engine.verdict import evaluate
-
-        sets = {name: metrics.run_set for name, metrics in self.metrics.items()}
-        total = total_of(sets, self._caller_groups())
-        report: dict[str, Any] = {
-            "plan": self.plan.name,
-            "run": self.run_id,
-            "started": round(self.wall_started, 3),
-            "duration_s": round(self.elapsed, 3),
-            "endpoints": self.plan.endpoints,
-            "windows": self.window_seq,
-            "groups": {name: s.as_report() for name, s in sets.items()},
-            "total": total.as_report(),
-        }
-        report["pass"] = evaluate(self.plan, report)
-        return report
+        return format_report(
+            self.plan,
+            self.run_id,
+            self.wall_started,
+            self.elapsed,
+            self.window_seq,
+            self.run_sets(),
+        )
 
     def _caller_groups(self) -> list[str]:
-        return [group.name for group in self.plan.groups if group.role == "caller"]
+        return caller_groups(self.plan)
 
     def run_sets(self) -> dict[str, MetricSet]:
         return {name: metrics.run_set for name, metrics in self.metrics.items()}

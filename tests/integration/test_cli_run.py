@@ -156,3 +156,23 @@ def test_the_readme_loopback_example(tmp_path: Path) -> None:
     total = json.loads(report_path.read_text())["total"]
     assert total["sip"]["calls"]["established"] == total["sip"]["calls"]["attempted"] == 25
     assert total["rtp"]["lost"]["packets"] == 0
+
+
+def test_two_processes_with_calls_across_them(tmp_path: Path) -> None:
+    """6 callers, 4 callees over 2 processes: callers 4 and 5 (process 1) call callees 0 and 1
+    (process 0), so SIP and RTP cross between the processes; windows and report merge."""
+    plan = small_plan(tmp_path)
+    data = json.loads(plan.read_text())
+    data["groups"][1]["count"] = 6
+    plan.write_text(json.dumps(data))
+    report_path, calls_path = tmp_path / "r.json", tmp_path / "calls.csv"
+    result = run(
+        str(plan), "--processes", "2", "--report", str(report_path), "--calls", str(calls_path)
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = json.loads(report_path.read_text())
+    assert report["processes"] == 2
+    assert report["total"]["sip"]["calls"]["established"] == 6
+    assert report["groups"]["callees"]["sip"]["calls"]["established"] == 6
+    assert report["total"]["rtp"]["lost"]["packets"] == 0
+    assert len(list(csv.DictReader(calls_path.open()))) == 12

@@ -1,0 +1,168 @@
+"""One worker process of a multi-process run: ``python -m callmeter.engine.child``.
+
+The coordinator (engine/processes.py) writes JSON lines on our stdin and reads JSON lines from
+our stdout; stderr is our log.  The conversation:
+
+    coordinator -> child   {"type": "setup", "plan": PLAN, "shard": k, "shards": n,
+                            "window_s": 5.0, "run_id": "..."}
+    child -> coordinator   {"type": "ready", "port": SIP_PORT}       (sockets bound)
+    coordinator -> child   {"type": "begin", "ports": [P0, P1, ...]}  (every shard's SIP port)
+    child -> coordinator   {"type": "progress", ...}                 (every second)
+    child -> coordinator   {"type": "window", "seq", "start", "end", "sets": {GROUP: WIRE}}
+    coordinator -> child   {"type": "cancel"}                         (optional)
+    child -> coordinator   {"type": "done", "sets": {...}, "calls": [...], "elapsed": S}
+    child -> coordinator   {"type": "error", "message": "..."}         (instead, on failure)
+
+Configuration comes from the environment the coordinator passes (its own, with this shard's
+RTP port range).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from dataclasses import asdict
+from typing import Any
+
+from twisted.internet import defer, stdio, task
+from twisted.internet.error import CannotListenError
+from twisted.logger import globalLogBeginner
+from twisted.protocols.basic import LineReceiver
+
+from callmeter.config import ConfigError, load_config
+from callmeter.engine.metrics import MetricSet
+from callmeter.engine.run import Shard, TestRun
+from callmeter.logs import make_observer
+from callmeter.plan import PlanError, parse_plan
+
+__all__ = ["main"]
+
+
+class _Child(LineReceiver):
+    delimiter = b"\n"
+    MAX_LENGTH = 64 * 1024 * 1024
+
+    def __init__(self, reactor: Any, finished: defer.Deferred[None]) -> None:
+        self.reactor = reactor
+        self.finished = finished
+        self.run: TestRun | None = None
+        self.ticker: task.LoopingCall | None = None
+        self.completed = False
+
+    def send(self, message: dict[str, Any]) -> None:
+        self.transport.write(json.dumps(message).encode() + b"\n")  # type: ignore[union-attr]
+
+    def lineReceived(self, line: bytes) -> None:
+        try:
+            message = json.loads(line)
+        except ValueError:
+            return
+        kind = message.get("type")
+        if kind == "setup":
+            self.setup(message)
+        elif kind == "begin" and self.run is not None:
+            self.begin(tuple(message["ports"]))
+        elif kind == "cancel" and self.run is not None:
+            self.run.cancel()
+
+    def setup(self, message: dict[str, Any]) -> None:
+        from callmeter.engine.media import media_factory
+
+        try:
+            config = load_config(os.environ, require_token=False)
+            plan = parse_plan(message["plan"], max_endpoints=10**9)
+            factory = media_factory(config, plan, self.reactor)
+        except (ConfigError, PlanError, ValueError) as error:
+            self.fail(str(error))
+            return
+        shard = Shard(int(message["shard"]), int(message["shards"]))
+        self.run = TestRun(
+            plan,
+            config,
+            self.reactor,
+            factory,
+            window_s=message["window_s"],
+            run_id=message["run_id"],
+            shard=shard,
+            on_window_sets=self.window,
+        )
+        try:
+            port = self.run.open()
+        except CannotListenError as error:
+            reason = getattr(error.socketError, "strerror", None) or str(error.socketError)
+            self.fail(f"cannot listen for SIP on {config.sip_ip}: {reason}")
+            return
+        self.send({"type": "ready", "port": port})
+
+    def begin(self, ports: tuple[int, ...]) -> None:
+        assert self.run is not None
+        run = self.run
+        self.ticker = task.LoopingCall(lambda: self.send({"type": "progress", **run.progress()}))
+        self.ticker.clock = self.reactor
+        self.ticker.start(1.0, now=False)
+        run.begin(ports).addCallback(self.done)
+
+    def window(self, seq: int, start: float, end: float, sets: dict[str, MetricSet]) -> None:
+        self.send(
+            {
+                "type": "window",
+                "seq": seq,
+                "start": start,
+                "end": end,
+                "sets": {name: s.to_wire() for name, s in sets.items()},
+            }
+        )
+
+    def done(self, report: dict[str, Any]) -> None:
+        assert self.run is not None
+        if self.ticker is not None and self.ticker.running:
+            self.ticker.stop()
+        self.send(
+            {
+                "type": "done",
+                "elapsed": self.run.elapsed,
+                "windows": self.run.window_seq,
+                "sets": {name: s.to_wire() for name, s in self.run.run_sets().items()},
+                "calls": [asdict(call) for call in self.run.calls],
+            }
+        )
+        self.close()
+
+    def fail(self, reason: str) -> None:
+        self.send({"type": "error", "message": reason})
+        self.close()
+
+    def close(self) -> None:
+        """Flush what we wrote, then exit (connectionLost ends the reactor)."""
+        self.completed = True
+        self.transport.loseConnection()  # type: ignore[union-attr]
+
+    def connectionLost(self, reason: Any = None) -> None:
+        if not self.completed and self.run is not None:
+            # The coordinator went away: stop cleanly (BYE, un-REGISTER), then exit.
+            self.run.cancel().addBoth(lambda _: self._exit())
+            return
+        self._exit()
+
+    def _exit(self) -> None:
+        if not self.finished.called:
+            self.finished.callback(None)
+
+
+def main() -> None:
+    # Our stdout is the protocol: log warnings and errors to stderr, one text line each.
+    globalLogBeginner.beginLoggingTo(
+        [make_observer("warn", "text", sys.stderr)], redirectStandardIO=False
+    )
+
+    def run(reactor: Any) -> defer.Deferred[None]:
+        finished: defer.Deferred[None] = defer.Deferred()
+        stdio.StandardIO(_Child(reactor, finished), reactor=reactor)
+        return finished
+
+    task.react(run, [])
+
+
+if __name__ == "__main__":
+    main()
