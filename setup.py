@@ -38,6 +38,10 @@ setup(
         "psutil",
         "rich",
     ],
+    extras_require={
+        # G.722, Opus, VP8, H.264 and media files (PyAV / FFmpeg); G.711 needs nothing.
+        "media": ["av>=10"],
+    },
     entry_points={"console_scripts": ["callmeter = callmeter.cli:main"]},
     classifiers=[
         "Framework :: Twisted",

@@ -15,6 +15,7 @@ MODULES = [
     "txaio",
     "OpenSSL",
     "rich",
+    "av",
     "service_identity",
     "sdnotify",
     "prometheus_client",
