@@ -89,11 +89,6 @@ def run_command(
     outcome: dict[str, Any] = {}
 
     def main(reactor: Any) -> defer.Deferred[None]:
-        factory = (
-            (media_factory or _default_media_factory)(config, plan, reactor)
-            if options.processes == 1
-            else None
-        )
         latest: dict[str, Any] = {}
 
         def on_window(window: dict[str, Any]) -> None:
@@ -106,6 +101,7 @@ def run_command(
                 plan, config, reactor, options.processes, environ=environ, on_window=on_window
             )
         else:
+            factory = (media_factory or _default_media_factory)(config, plan, reactor)
             run = TestRun(plan, config, reactor, factory, on_window=on_window)
         ticker = task.LoopingCall(lambda: display.progress(run.progress(), None))
         ticker.clock = reactor
@@ -120,7 +116,7 @@ def run_command(
         reactor.callWhenRunning(install_handlers)
         display.start(plan.name, plan.endpoints, plan.duration_s)
         try:
-            finished = run.start()
+            finished: defer.Deferred[Any] = run.start()
         except CannotListenError as error:
             display.stop()
             reason = getattr(error.socketError, "strerror", None) or str(error.socketError)
@@ -143,7 +139,8 @@ def run_command(
             display.stop()
             outcome["failed"] = failure.getErrorMessage()
 
-        return finished.addCallbacks(done, failed)
+        finished.addCallbacks(done, failed)
+        return finished
 
     try:
         task.react(main, [])

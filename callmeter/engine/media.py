@@ -21,6 +21,7 @@ from callmeter.media.prepared import PreparedMedia, default_audio
 from callmeter.plan import Group, Plan
 from callmeter.rtp.pacer import Pacer
 from callmeter.rtp.ports import RtpPortAllocator
+from callmeter.rtp.stream import UdpMux
 
 __all__ = ["EngineMedia", "media_factory", "stream_results"]
 
@@ -65,6 +66,7 @@ class _GroupMedia:
 def media_factory(config: Config, plan: Plan, reactor: Any) -> MediaFactory:
     """Everything a test's calls share, and a factory making each call's media by group."""
     pacer = Pacer(reactor)
+    mux = UdpMux(reactor)  # one receive multiplexer for every stream of the process
     allocator = RtpPortAllocator(config.rtp_port_min, config.rtp_port_max)
     prepared: dict[str, PreparedMedia] = {}
     for group in plan.groups:
@@ -88,6 +90,7 @@ def media_factory(config: Config, plan: Plan, reactor: Any) -> MediaFactory:
                 sdp_ip=config.sdp_ip,
                 prepared=prepared,
                 audio_codecs=tuple(codecs),
+                mux=mux,
             )
         )
 

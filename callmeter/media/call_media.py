@@ -35,7 +35,14 @@ from twisted.internet import defer
 from callmeter.media.prepared import PreparedMedia
 from callmeter.rtp.pacer import Pacer
 from callmeter.rtp.ports import PortRangeExhausted, RtpPortAllocator
-from callmeter.rtp.stream import DEFAULT_RTCP_INTERVAL, RtpStream, StreamReactor, StreamSnapshot
+from callmeter.rtp.stream import (
+    DEFAULT_RTCP_INTERVAL,
+    RtpStream,
+    StreamReactor,
+    StreamSnapshot,
+    UdpMux,
+)
+from callmeter.sip.call import MediaUnavailable
 from callmeter.sip.sdp import (
     CODECS,
     Direction,
@@ -54,13 +61,16 @@ __all__ = [
 ]
 
 
-class MediaPortsExhausted(ValueError):
+class MediaPortsExhausted(MediaUnavailable):
     """No RTP port pair left for a call's stream (a ValueError: the call reports it)."""
 
 
 @dataclass
 class MediaFactory:
     """Process-wide media settings and shared objects; :meth:`create` makes a call's media.
+
+    ``mux`` (one per process, made from ``reactor`` when not given) receives for every
+    stream's sockets.
 
     ``prepared`` maps codec names (any case) to the media sent with that codec; every
     codec in ``audio_codecs``/``video_codecs`` needs one unless ``direction`` never sends.
@@ -79,8 +89,11 @@ class MediaFactory:
     direction: Direction = Direction.SENDRECV
     rtcp_interval: float = DEFAULT_RTCP_INTERVAL
     rng: random.Random = field(default_factory=lambda: random.Random(secrets.randbits(64)))
+    mux: UdpMux | None = None
 
     def __post_init__(self) -> None:
+        if self.mux is None:
+            self.mux = UdpMux(self.reactor)
         self.prepared = {name.lower(): media for name, media in self.prepared.items()}
         if not self.audio_codecs and not self.video_codecs:
             raise ValueError("a call needs audio or video codecs")
@@ -206,9 +219,11 @@ class CallMedia:
             if kind in self.streams:
                 continue
             names = f.audio_codecs if kind == "audio" else f.video_codecs
+            assert f.mux is not None
             stream = RtpStream(
                 f.reactor,
                 f.pacer,
+                f.mux,
                 kind=kind,
                 clock_rate=CODECS[names[0].lower()].clock_rate,
                 rtcp_interval=f.rtcp_interval,

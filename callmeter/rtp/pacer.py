@@ -3,15 +3,16 @@
 Each sender (:class:`PacedSource`) knows the send time of its next packet from the clock,
 ``start + media_timestamp / clock_rate`` (RFC 3550 section 5.1: the timestamp reflects the
 sampling instant), never from a count of ticks. The pacer keeps the sources in a timer
-wheel of ``slot`` wide buckets (a hashed wheel: O(1) to file a source under its next due
-time, O(due sources) per tick) and runs ONE ``reactor.callLater`` that it re-arms itself:
+wheel of ``tick`` wide buckets (a hashed wheel: bucket ``c`` holds the sources due in
+``((c - 1) * tick, c * tick]``; O(1) to file a source, O(due sources) per wake-up) and runs
+ONE ``reactor.callLater`` that it re-arms itself:
 
-* at a tick it walks the buckets from the last one it finished up to ``now`` and calls
-  ``source.pace(now)`` on every source filed there; the source sends every packet due by
-  ``now`` -- the backlog too, if the tick came late -- and returns its next due time;
-* it files the source again under that time and sleeps until the earliest non-empty
-  bucket, but never less than ``tick`` (so at load the timer fires every ``tick`` and sends
-  everything due since, one batch per wake-up), and not at all when no source is left.
+* it wakes at the boundary of the earliest non-empty bucket, walks the buckets from the
+  last one it finished up to ``now`` and calls ``source.pace(now)`` on every source filed
+  there (with the clock read afresh per bucket); the source sends every packet due by
+  ``now`` -- the backlog too, if the wake-up came late -- and returns its next due time;
+* it files the source again under that time and sleeps until the next non-empty bucket
+  (at load: every ``tick``), and not at all when no source is left.
 
 A source that finds itself more than ``max_late`` behind (the process stalled) skips
 ahead instead of bursting the backlog into the network, and counts what it skipped.
@@ -105,8 +106,10 @@ class Lateness:
 class Pacer:
     """One per process: a single re-armed ``callLater`` that sends for every source.
 
-    ``tick`` is the shortest sleep between batches; ``slot`` the width of a wheel bucket;
-    ``horizon`` the time the wheel covers (sources due later stay filed and are looked at
+    ``tick`` is the width of a wheel bucket: the pacer wakes at bucket boundaries (at most
+    once per ``tick``) and sends what is due by then, so a packet leaves at most one tick
+    plus the reactor's wake-up latency after its due time; ``horizon`` the time the wheel
+    covers (sources due later stay filed and are looked at
     once per turn of the wheel).
     """
 
@@ -117,12 +120,12 @@ class Pacer:
         reactor: IReactorTime,
         *,
         tick: float = DEFAULT_TICK,
-        slot: float = 0.001,
         horizon: float = 1.024,
         max_late: float = DEFAULT_MAX_LATE,
     ) -> None:
-        if tick <= 0 or slot <= 0 or max_late <= 0:
-            raise ValueError("tick, slot and max_late must be positive")
+        if tick <= 0 or max_late <= 0:
+            raise ValueError("tick and max_late must be positive")
+        slot = tick
         size = 1
         while size * slot < horizon:
             size *= 2
@@ -181,6 +184,8 @@ class Pacer:
 
     def _file(self, source: PacedSource, due: float) -> None:
         index = int(due * self._inv_slot)
+        if index < due * self._inv_slot:
+            index += 1  # bucket c holds due times in ((c-1) slot, c slot]: all due at c
         if index < self._next:
             index = self._next
         self._where[source] = index
@@ -191,10 +196,9 @@ class Pacer:
     def _arm(self, now: float) -> None:
         if self._running or not self._where:
             return
-        wake = self._earliest() * self.slot
-        delay = wake - now
-        if delay < self.tick:
-            delay = self.tick
+        delay = self._earliest() * self.slot - now
+        if delay < 0.0:
+            delay = 0.0  # overloaded: run again at once (the reactor polls I/O in between)
         call = self._call
         if call is not None and call.active():
             if call.getTime() <= now + delay:
@@ -205,12 +209,17 @@ class Pacer:
     def _earliest(self) -> int:
         """The first non-empty bucket from ``_next`` on (at most one turn of the wheel)."""
         wheel = self._wheel
+        where = self._where
         mask = self._mask
-        index = self._next
-        for index in range(self._next, self._next + mask + 1):
-            if wheel[index & mask]:
-                return index
-        return index
+        first = self._next
+        for index in range(first, first + mask + 1):
+            bucket = wheel[index & mask]
+            if bucket:
+                # A source filed a whole turn (or more) ahead shares the bucket: skip it.
+                for source in bucket:
+                    if where[source] <= index:
+                        return index
+        return first + mask + 1
 
     def _tick(self) -> None:
         self._call = None
@@ -235,6 +244,7 @@ class Pacer:
         start = self._next
         if current - start > mask:
             start = current - mask  # stalled for more than a turn: each bucket once
+        seconds = self._reactor.seconds
         for index in range(start, current + 1):
             slot_index = index & mask
             bucket = wheel[slot_index]
@@ -242,6 +252,10 @@ class Pacer:
                 continue
             wheel[slot_index] = []
             self._next = index
+            # A fresh clock per bucket: lateness includes the time spent on earlier ones.
+            later = seconds()
+            if later > now:
+                now = later
             for source in bucket:
                 try:
                     due = source.pace(now)
@@ -252,8 +266,10 @@ class Pacer:
                     del where[source]
                     continue
                 target = int(due * inv_slot)
-                if target < index:
-                    target = index
+                if target < due * inv_slot:
+                    target += 1  # bucket c holds due times in ((c-1) slot, c slot]
+                if target <= current:
+                    target = current + 1  # a source must move on: no busy loop
                 where[source] = target
                 wheel[target & mask].append(source)
         self._next = current

@@ -39,6 +39,7 @@ __all__ = [
     "CallTimes",
     "IncomingCall",
     "MediaSession",
+    "MediaUnavailable",
     "OutgoingCall",
 ]
 
@@ -63,6 +64,10 @@ class MediaSession(Protocol):
 
     def stop(self) -> None:
         """The call is over: stop the streams and release their ports."""
+
+
+class MediaUnavailable(ValueError):
+    """The media could not be set up for lack of resources (RTP ports): a 503, not a 488."""
 
 
 class CallFailed(Exception):
@@ -199,8 +204,7 @@ class _Call:
             return
         self.times.end = how
         self.times.ended = self.stack.clock.seconds()
-        if self._media_started:
-            self.media.stop()
+        self.media.stop()  # idempotent: also releases the ports of media never started
         if self.dialog is not None:
             self.stack.remove_dialog(self.dialog.call_id, self.dialog.local_tag)
         self._cleanup()
@@ -485,6 +489,10 @@ class IncomingCall(_Call):
             return
         try:
             self._answer_sdp = self.media.answer_offer(request.body)
+        except MediaUnavailable as error:
+            self._reject(503, "Service Unavailable")  # out of ports: our problem, not the offer
+            self.log.warn("incoming call refused: {error}", error=str(error))
+            return
         except ValueError:
             self._reject(488, "Not Acceptable Here")
             return

@@ -13,6 +13,7 @@ from callmeter.media.call_media import CallMedia, MediaFactory, MediaPortsExhaus
 from callmeter.media.prepared import default_audio
 from callmeter.rtp.pacer import Pacer
 from callmeter.rtp.ports import RtpPortAllocator
+from callmeter.sip.sdp import Direction
 
 SECONDS = 2.0
 
@@ -106,7 +107,7 @@ class CallMediaLoopbackTests(TestCase):
             sdp_ip="127.0.0.1",
             prepared={},
             audio_codecs=("PCMA",),
-            direction=__import__("callmeter.sip.sdp", fromlist=["Direction"]).Direction.RECVONLY,
+            direction=Direction.RECVONLY,
             rtcp_interval=0.3,
         )
         caller = self.factory.create()
