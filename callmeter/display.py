@@ -33,8 +33,9 @@ class Display:
         self.plain = (not self.console.is_terminal) if plain is None else plain
         if self.plain or self.console.width < SUMMARY_WIDTH:
             # A log file or narrow terminal still gets the whole table, not truncated cells.
-            self.console = Console(file=out, highlight=False, soft_wrap=True,
-                                   width=SUMMARY_WIDTH, force_terminal=False)
+            self.console = Console(
+                file=out, highlight=False, soft_wrap=True, width=SUMMARY_WIDTH, force_terminal=False
+            )
         self._status: Any = None
 
     def start(self, name: str, endpoints: int, duration_s: float) -> None:
