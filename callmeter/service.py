@@ -1,7 +1,7 @@
 """makeService(): the worker's MultiService (ARCHITECTURE.md "One process, two planes").
 
-Today it holds the health endpoint and the systemd notifier; the control plane and the engine
-join it when they are built.  Nothing here pretends: a part not built yet is simply absent.
+It holds the health endpoint, the control plane (the WebSocket client to the gateway, whose
+assignments the engine runs in worker processes) and the systemd notifier.
 """
 
 from __future__ import annotations
@@ -17,6 +17,8 @@ from twisted.logger import ILogObserver, Logger
 
 from callmeter import __version__
 from callmeter.config import Config
+from callmeter.control.service import ControlService
+from callmeter.engine.service import PlanEngine
 from callmeter.health import HealthService, StatusCollector, health_site
 from callmeter.logs import make_observer
 from callmeter.status import WorkerStatus
@@ -86,6 +88,9 @@ def makeService(
     HealthService(
         health_site(status, registry), config.health_port, config.health_bind, reactor
     ).setServiceParent(worker)
+    # The control plane: assignments from the gateway run through the engine, in worker
+    # processes; it stops before the health endpoint (services stop in reverse order).
+    ControlService(config, status, PlanEngine(config, reactor), reactor).setServiceParent(worker)
     # Last, so that READY=1 follows every other service's start and STOPPING=1 comes first.
     SystemdService(
         status, reactor, environ if environ is not None else os.environ, _process_start_time()

@@ -28,8 +28,25 @@ def free_port() -> int:
 
 def daemon_env(tmp_path: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("WATCHDOG_", "NOTIFY_"))}
-    env.update({"WORKER_TOKEN": "Zq!9-integration-token", "SIP_IP": "127.0.0.1"}, **extra)
+    env.update(
+        {
+            "WORKER_TOKEN": "Zq!9-integration-token",
+            "SIP_IP": "127.0.0.1",
+            # No traffic leaves the machine: the control plane points at a closed local port.
+            "GATEWAY_URL": f"ws://127.0.0.1:{free_port()}/ws",
+            "ALLOW_INSECURE_GATEWAY": "1",
+        },
+        **extra,
+    )
     return env
+
+
+def get_health(port: int) -> tuple[int, dict[str, object]]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5) as response:
+            return response.status, json.load(response)
+    except urllib.error.HTTPError as error:
+        return error.code, json.load(error)
 
 
 def wait_for(predicate, timeout: float = 20.0) -> None:  # type: ignore[no-untyped-def]
@@ -57,10 +74,11 @@ def test_daemon_serves_health_pings_watchdog_and_stops_cleanly(tmp_path: Path) -
     )
     try:
         wait_for(lambda: any(m.startswith("READY=1") for m in notify.messages()))
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5) as response:
-            assert response.status == 200
-            health = json.load(response)
-        assert health["status"] == "OFFLINE" and health["connected"] is False
+        code, health = get_health(port)
+        # Nothing listens where GATEWAY_URL points: CONNECTING, then ERROR (503) with the reason.
+        assert health["status"] in ("CONNECTING", "ERROR", "OFFLINE"), health
+        assert (code == 503) == (health["status"] == "ERROR")
+        assert health["connected"] is False
         assert set(health) >= {
             "status",
             "connected",
@@ -69,6 +87,8 @@ def test_daemon_serves_health_pings_watchdog_and_stops_cleanly(tmp_path: Path) -
             "active_endpoints",
             "test_run",
         }
+        wait_for(lambda: get_health(port)[1]["status"] == "ERROR", timeout=15)
+        assert "refused" in get_health(port)[1].get("reason", "").lower()
         # WATCHDOG_USEC=1 s: a ping every 0.5 s from the running reactor.
         wait_for(lambda: notify.messages().count("WATCHDOG=1") >= 3, timeout=10)
         process.send_signal(signal.SIGTERM)

@@ -12,6 +12,7 @@ from twisted.internet.testing import MemoryReactorClock
 from twisted.logger import ILogObserver
 
 from callmeter.config import load_config
+from callmeter.control.service import ControlService
 from callmeter.health import HealthService
 from callmeter.service import WorkerService, makeService
 from callmeter.systemd import SystemdService
@@ -31,14 +32,15 @@ def test_make_service_composes_health_then_systemd(
     )
     assert isinstance(worker, WorkerService)
     children = list(IServiceCollection(worker))
-    assert [type(child) for child in children] == [HealthService, SystemdService]
+    assert [type(child) for child in children] == [HealthService, ControlService, SystemdService]
 
     worker.privilegedStartService()
     worker.startService()
     assert notify.messages() == []  # READY=1 waits for the reactor to run
     reactor.run()
     assert reactor.tcpServers[0][0] == 0 and reactor.tcpServers[0][3] == "127.0.0.1"
-    assert notify.messages() == [f"READY=1\nSTATUS=OFFLINE\nMAINPID={os.getpid()}", "WATCHDOG=1"]
+    # The control plane started first and is connecting to the gateway.
+    assert notify.messages() == [f"READY=1\nSTATUS=CONNECTING\nMAINPID={os.getpid()}", "WATCHDOG=1"]
     reactor.advance(5)
     assert notify.messages()[-1] == "WATCHDOG=1" and len(notify.messages()) == 3
     worker.stopService()
