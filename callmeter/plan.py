@@ -581,24 +581,25 @@ class _Checker:
         return value
 
     def pattern(self, value: str, path: str) -> None:
-        """Only ``{i}`` with an optional format spec may appear between braces."""
+        """Only ``{i}`` with an optional format spec may appear between braces.
+
+        The messages never quote the pattern: a password pattern is a secret.
+        """
         try:
             parsed = list(string.Formatter().parse(value))
-        except ValueError as error:
-            self.problem(path, f"invalid pattern: {error}")
+        except ValueError:
+            self.problem(path, "invalid pattern: unbalanced braces (write {{ and }} for a brace)")
             return
         for _, field_name, spec, conversion in parsed:
             if field_name is None:
                 continue
             if field_name != "i" or conversion is not None:
-                self.problem(
-                    path, f"only {{i}} (with a format spec) may be used, not {{{field_name}}}"
-                )
+                self.problem(path, "only {i} (with a format spec) may appear between braces")
                 return
             try:
                 format(0, spec or "")
             except ValueError:
-                self.problem(path, f"invalid format spec {spec!r} for {{i}}")
+                self.problem(path, "invalid format spec for {i} (e.g. {i:03d})")
                 return
 
 

@@ -189,3 +189,9 @@ def test_garbage_gives_plan_error_only(data: Any) -> None:
 @given(st.integers(min_value=0, max_value=10**6))
 def test_format_pattern(index: int) -> None:
     assert format_pattern("u{i:05d}", index) == f"u{index:05d}"
+
+
+def test_problems_never_quote_a_password() -> None:
+    for secret in ("s3cr{et}", "s3cr{i:zz}", "s3cr{", "s3cr}x{i!r}"):
+        found = problems(with_change(["groups", 1, "password"], secret))
+        assert found and all("s3cr" not in p and "et}" not in p for p in found), found
