@@ -101,7 +101,11 @@ def run_command(
                 plan, config, reactor, options.processes, environ=environ, on_window=on_window
             )
         else:
-            factory = (media_factory or _default_media_factory)(config, plan, reactor)
+            try:
+                factory = (media_factory or _default_media_factory)(config, plan, reactor)
+            except ValueError as error:
+                outcome["error"] = f"media: {error}"
+                return defer.succeed(None)
             run = TestRun(plan, config, reactor, factory, on_window=on_window)
         ticker = task.LoopingCall(lambda: display.progress(run.progress(), None))
         ticker.clock = reactor

@@ -28,6 +28,25 @@ __all__ = ["EngineMedia", "media_factory", "stream_results"]
 BUILT_IN_AUDIO = ("PCMU", "PCMA")
 
 
+def _prepare(codec: str) -> PreparedMedia:
+    """The generated signal for ``codec``, encoded once: G.711 built in, the rest with PyAV."""
+    if codec.upper() in BUILT_IN_AUDIO:
+        return default_audio(codec.upper())
+    try:
+        from callmeter.media.encode import EncodeError, prepare
+    except ImportError as error:
+        raise ValueError(
+            f"{codec} needs PyAV ({error}): apt install python3-av, or pip install "
+            "'callmeter-worker[media]'"
+        ) from None
+    try:
+        return prepare(codec).media
+    except ImportError as error:
+        raise ValueError(f"{codec} needs PyAV ({error}): apt install python3-av") from None
+    except EncodeError as error:
+        raise ValueError(f"{codec}: {error}") from None
+
+
 def stream_results(media: CallMedia) -> list[StreamResult]:
     """The engine's view of a call's streams (cumulative figures)."""
     results = []
@@ -70,17 +89,11 @@ def media_factory(config: Config, plan: Plan, reactor: Any) -> MediaFactory:
     allocator = RtpPortAllocator(config.rtp_port_min, config.rtp_port_max)
     prepared: dict[str, PreparedMedia] = {}
     for group in plan.groups:
-        for codec in group.codecs:
-            if codec.upper() in BUILT_IN_AUDIO and codec.lower() not in prepared:
-                prepared[codec.lower()] = default_audio(codec.upper())
+        for codec in (*group.codecs, *group.video):
+            if codec.lower() not in prepared:
+                prepared[codec.lower()] = _prepare(codec)
     by_group: dict[str, _GroupMedia] = {}
     for group in plan.groups:
-        codecs = [codec for codec in group.codecs if codec.lower() in prepared]
-        if not codecs:
-            raise ValueError(
-                f"groups {group.name!r}: none of {', '.join(group.codecs)} can be "
-                "sent yet (built in: PCMU, PCMA)"
-            )
         by_group[group.name] = _GroupMedia(
             CallMediaFactory(
                 reactor=reactor,
@@ -89,7 +102,8 @@ def media_factory(config: Config, plan: Plan, reactor: Any) -> MediaFactory:
                 sip_ip=config.sip_ip,
                 sdp_ip=config.sdp_ip,
                 prepared=prepared,
-                audio_codecs=tuple(codecs),
+                audio_codecs=tuple(group.codecs),
+                video_codecs=tuple(group.video),
                 mux=mux,
             )
         )
