@@ -99,9 +99,13 @@ def test_plan_through_gateway_runs_in_the_daemon(tmp_path: Path) -> None:
         text=True,
     )
     try:
-        wait_for(lambda: api(gateway_port, "GET", "/api/workers")[1], timeout=30)
-        workers = api(gateway_port, "GET", "/api/workers")[1]
-        assert workers[0]["state"] == "ONLINE", workers
+
+        def online() -> Any:
+            workers = api(gateway_port, "GET", "/api/workers")[1]
+            return workers if workers and workers[0]["state"] == "ONLINE" else None
+
+        workers = wait_for(online, timeout=30)
+        assert workers[0]["id"] == "lab-1"
         plan = {
             "name": "via-gateway",
             "duration_s": 6,

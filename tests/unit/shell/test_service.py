@@ -19,13 +19,18 @@ from callmeter.systemd import SystemdService
 
 from .notify_socket import NotifySocket
 
+# Never the default wss://wg.callmeter.io: not even a DNS query may leave the machine.
+LOCAL_GATEWAY = {"GATEWAY_URL": "ws://127.0.0.1:9/ws", "ALLOW_INSECURE_GATEWAY": "1"}
+
 
 def test_make_service_composes_health_then_systemd(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     notify = NotifySocket(tmp_path / "notify")
     monkeypatch.setenv("NOTIFY_SOCKET", notify.path)
-    config = load_config({"WORKER_TOKEN": "t", "SIP_IP": "127.0.0.1", "HEALTH_PORT": "0"})
+    config = load_config(
+        {"WORKER_TOKEN": "t", "SIP_IP": "127.0.0.1", "HEALTH_PORT": "0", **LOCAL_GATEWAY}
+    )
     reactor = MemoryReactorClock()
     worker = makeService(
         config, reactor, environ={"WATCHDOG_USEC": "10000000"}, log_out=io.StringIO()
@@ -49,7 +54,9 @@ def test_make_service_composes_health_then_systemd(
 
 
 def test_worker_gives_twistd_application_its_log_observer() -> None:
-    config = load_config({"WORKER_TOKEN": "t", "SIP_IP": "127.0.0.1", "LOG_FORMAT": "json"})
+    config = load_config(
+        {"WORKER_TOKEN": "t", "SIP_IP": "127.0.0.1", "LOG_FORMAT": "json", **LOCAL_GATEWAY}
+    )
     worker = makeService(config, MemoryReactorClock(), environ={}, log_out=io.StringIO())
     application = Application("callmeter")
     worker.setServiceParent(application)
