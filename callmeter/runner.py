@@ -89,6 +89,19 @@ def run_command(
     outcome: dict[str, Any] = {}
 
     def main(reactor: Any) -> defer.Deferred[None]:
+        from callmeter.engine.media import fetch_plan_media
+
+        # Media files first: a URL that 404s is a clear error before any call is made.
+        fetching: defer.Deferred[Any] = fetch_plan_media(config, plan, reactor)
+
+        def media_failed(failure: Failure) -> None:
+            failure.trap(ValueError)
+            outcome["error"] = f"media: {failure.getErrorMessage()}"
+
+        fetching.addCallbacks(lambda files: run_plan(reactor, files), media_failed)
+        return fetching
+
+    def run_plan(reactor: Any, files: dict[str, str]) -> defer.Deferred[None]:
         latest: dict[str, Any] = {}
 
         def on_window(window: dict[str, Any]) -> None:
@@ -102,7 +115,11 @@ def run_command(
             )
         else:
             try:
-                factory = (media_factory or _default_media_factory)(config, plan, reactor)
+                factory = (
+                    media_factory(config, plan, reactor)
+                    if media_factory is not None
+                    else _default_media_factory(config, plan, reactor, files)
+                )
             except ValueError as error:
                 outcome["error"] = f"media: {error}"
                 return defer.succeed(None)
@@ -237,7 +254,9 @@ def _r(value: float | None) -> str:
     return "" if value is None else f"{value:.3f}"
 
 
-def _default_media_factory(config: Config, plan: Plan, reactor: Any) -> MediaFactory:
+def _default_media_factory(
+    config: Config, plan: Plan, reactor: Any, files: dict[str, str]
+) -> MediaFactory:
     from callmeter.engine.media import media_factory
 
-    return media_factory(config, plan, reactor)
+    return media_factory(config, plan, reactor, files)

@@ -67,14 +67,29 @@ class _Child(LineReceiver):
             self.run.cancel()
 
     def setup(self, message: dict[str, Any]) -> None:
-        from callmeter.engine.media import media_factory
+        from callmeter.engine.media import fetch_plan_media
 
         try:
             config = load_config(os.environ, require_token=False)
             plan = parse_plan(message["plan"], max_endpoints=10**9)
-            factory = media_factory(config, plan, self.reactor)
-        except (ConfigError, PlanError, ValueError) as error:
+        except (ConfigError, PlanError) as error:
             self.fail(str(error))
+            return
+        fetching = fetch_plan_media(config, plan, self.reactor)  # the coordinator's cache hit
+        fetching.addCallbacks(
+            lambda files: self.prepare(config, plan, files, message),
+            lambda failure: self.fail(f"media: {failure.getErrorMessage()}"),
+        )
+
+    def prepare(
+        self, config: Any, plan: Any, files: dict[str, str], message: dict[str, Any]
+    ) -> None:
+        from callmeter.engine.media import media_factory
+
+        try:
+            factory = media_factory(config, plan, self.reactor, files)
+        except ValueError as error:
+            self.fail(f"media: {error}")
             return
         shard = Shard(int(message["shard"]), int(message["shards"]))
         self.run = TestRun(

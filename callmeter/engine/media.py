@@ -9,8 +9,12 @@ with its own SSRC, sequence numbers and timestamps.
 
 from __future__ import annotations
 
+import os
+from collections.abc import Generator, Mapping
 from dataclasses import dataclass
 from typing import Any
+
+from twisted.internet import defer
 
 from callmeter.config import Config
 from callmeter.engine.metrics import StreamResult
@@ -28,9 +32,52 @@ __all__ = ["EngineMedia", "media_factory", "stream_results"]
 BUILT_IN_AUDIO = ("PCMU", "PCMA")
 
 
-def _prepare(codec: str) -> PreparedMedia:
-    """The generated signal for ``codec``, encoded once: G.711 built in, the rest with PyAV."""
-    if codec.upper() in BUILT_IN_AUDIO:
+def media_cache_dir(config: Config) -> str:
+    """MEDIA_CACHE_DIR when we may write there, else the user's cache (a `callmeter run` by a
+    user who cannot write /var/cache/callmeter still caches its downloads)."""
+    wanted = config.media_cache_dir
+    probe = wanted
+    while not os.path.exists(probe):
+        probe = os.path.dirname(probe)
+    if os.access(probe, os.W_OK):
+        return wanted
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "callmeter")
+
+
+@defer.inlineCallbacks
+def fetch_plan_media(
+    config: Config, plan: Plan, reactor: Any
+) -> Generator[defer.Deferred[Any], Any, dict[str, str]]:
+    """Fetch (or find in the cache) every media file the plan names: URL -> local path.
+
+    Fails with ValueError naming the URL (credentials removed) and the reason: a 404, a
+    timeout, a file that is not media.
+    """
+    urls = sorted({url for g in plan.groups for url in (g.media, g.video_media) if url})
+    if not urls:
+        return {}
+    from callmeter.media.cache import MediaCache
+    from callmeter.media.fetch import MediaError, MediaFetcher
+
+    fetcher = MediaFetcher(MediaCache(media_cache_dir(config)), reactor)
+    paths: dict[str, str] = {}
+    try:
+        for url in urls:
+            try:
+                media = yield fetcher.fetch(url)
+            except MediaError as error:
+                raise ValueError(str(error)) from None
+            paths[url] = str(media.path)
+    finally:
+        fetcher.close()
+    return paths
+
+
+def _prepare(codec: str, path: str | None = None) -> PreparedMedia:
+    """``codec``'s media, encoded once: from ``path`` when the plan names a file, else the
+    generated signal; G.711 is built in, the rest (and every file) needs PyAV."""
+    if codec.upper() in BUILT_IN_AUDIO and path is None:
         return default_audio(codec.upper())
     try:
         from callmeter.media.encode import EncodeError, prepare
@@ -40,7 +87,7 @@ def _prepare(codec: str) -> PreparedMedia:
             "'callmeter-worker[media]'"
         ) from None
     try:
-        return prepare(codec).media
+        return prepare(codec, path).media
     except ImportError as error:
         raise ValueError(f"{codec} needs PyAV ({error}): apt install python3-av") from None
     except EncodeError as error:
@@ -82,18 +129,30 @@ class _GroupMedia:
         return EngineMedia(self.factory)
 
 
-def media_factory(config: Config, plan: Plan, reactor: Any) -> MediaFactory:
-    """Everything a test's calls share, and a factory making each call's media by group."""
+def media_factory(
+    config: Config, plan: Plan, reactor: Any, files: Mapping[str, str] | None = None
+) -> MediaFactory:
+    """Everything a test's calls share, and a factory making each call's media by group.
+
+    ``files`` maps the plan's media URLs to local paths (:func:`fetch_plan_media`).
+    """
+    files = files or {}
     pacer = Pacer(reactor)
     mux = UdpMux(reactor)  # one receive multiplexer for every stream of the process
     allocator = RtpPortAllocator(config.rtp_port_min, config.rtp_port_max)
-    prepared: dict[str, PreparedMedia] = {}
-    for group in plan.groups:
-        for codec in (*group.codecs, *group.video):
-            if codec.lower() not in prepared:
-                prepared[codec.lower()] = _prepare(codec)
+    encoded: dict[tuple[str, str | None], PreparedMedia] = {}
+
+    def once(codec: str, url: str | None) -> PreparedMedia:
+        path = files.get(url) if url else None
+        key = (codec.lower(), path)
+        if key not in encoded:
+            encoded[key] = _prepare(codec, path)
+        return encoded[key]
+
     by_group: dict[str, _GroupMedia] = {}
     for group in plan.groups:
+        prepared = {codec.lower(): once(codec, group.media) for codec in group.codecs}
+        prepared.update({codec.lower(): once(codec, group.video_media) for codec in group.video})
         by_group[group.name] = _GroupMedia(
             CallMediaFactory(
                 reactor=reactor,

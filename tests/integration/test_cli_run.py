@@ -176,3 +176,69 @@ def test_two_processes_with_calls_across_them(tmp_path: Path) -> None:
     assert report["groups"]["callees"]["sip"]["calls"]["established"] == 6
     assert report["total"]["rtp"]["lost"]["packets"] == 0
     assert len(list(csv.DictReader(calls_path.open()))) == 12
+
+
+def write_wav(path: Path, seconds: float = 2.0) -> None:
+    import math
+    import struct
+    import wave
+
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(8000)
+        out.writeframes(
+            b"".join(
+                struct.pack("<h", int(8000 * math.sin(2 * math.pi * 440 * n / 8000)))
+                for n in range(int(8000 * seconds))
+            )
+        )
+
+
+def test_plan_with_a_media_file_and_one_that_404s(tmp_path: Path) -> None:
+    import functools
+    import http.server
+    import threading
+
+    wav = tmp_path / "tone.wav"
+    write_wav(wav)
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        plan = small_plan(tmp_path)
+        data = json.loads(plan.read_text())
+        data["groups"][1]["media"] = f"{base}/tone.wav"
+        data["groups"][0]["media"] = wav.as_uri()
+        plan.write_text(json.dumps(data))
+        environment = {**env(), "MEDIA_CACHE_DIR": str(tmp_path / "cache")}
+        result = subprocess.run(
+            [*CALLMETER, "run", str(plan), "--json", "--processes", "1"],
+            env=environment,
+            capture_output=True,
+            text=True,
+            timeout=90,
+            cwd=ROOT,
+        )
+        assert result.returncode == 0, result.stderr
+        total = json.loads(result.stdout)["total"]
+        assert total["sip"]["calls"]["established"] == 4
+        assert total["rtp"]["received"]["packets"] > 4 * 2 * 100
+        assert list((tmp_path / "cache").rglob("*.json")), "the download is cached"
+
+        data["groups"][1]["media"] = f"{base}/missing.wav"
+        plan.write_text(json.dumps(data))
+        result = subprocess.run(
+            [*CALLMETER, "run", str(plan), "--processes", "1"],
+            env=environment,
+            capture_output=True,
+            text=True,
+            timeout=90,
+            cwd=ROOT,
+        )
+        assert result.returncode == 2
+        assert "missing.wav" in result.stderr and "404" in result.stderr
+        assert "Traceback" not in result.stderr
+    finally:
+        server.shutdown()
