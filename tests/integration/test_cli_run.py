@@ -242,3 +242,40 @@ def test_plan_with_a_media_file_and_one_that_404s(tmp_path: Path) -> None:
         assert "Traceback" not in result.stderr
     finally:
         server.shutdown()
+
+
+def shortened_example(name: str, tmp_path: Path) -> Path:
+    data = json.loads((ROOT / "examples" / name).read_text())
+    data["duration_s"] = 7
+    for group in data["groups"]:
+        group["count"] = 2
+        if "call" in group:
+            group["call"]["duration_s"] = 3
+    path = tmp_path / name
+    path.write_text(json.dumps(data))
+    return path
+
+
+def test_video_example_streams_vp8_and_h264(tmp_path: Path) -> None:
+    result = run(str(shortened_example("video.json", tmp_path)), "--json", "--processes", "1")
+    assert result.returncode == 0, result.stderr
+    groups = json.loads(result.stdout)["groups"]
+    for name in ("vp8-callers", "h264-callers"):
+        figures = groups[name]
+        assert figures["sip"]["calls"]["established"] == 2
+        # Audio at 50 packets/s plus video (several packets per frame at 25 fps).
+        assert figures["rtp"]["received"]["packets"] > 2 * 3 * 60
+        assert figures["rtp"]["lost"]["packets"] == 0
+
+
+def test_mixed_codecs_example_negotiates_per_call(tmp_path: Path) -> None:
+    result = run(
+        str(shortened_example("mixed-codecs.json", tmp_path)),
+        "--json",
+        "--calls",
+        str(tmp_path / "calls.csv"),
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["total"]["sip"]["calls"]["established"] == 4
+    assert report["total"]["rtp"]["lost"]["packets"] == 0
