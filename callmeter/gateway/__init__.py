@@ -4,7 +4,7 @@ The other end of the control plane, so a worker is usable without the hosted pla
 end-to-end test has a real peer. One port serves the worker WebSocket (``/ws``) and the JSON API
 (``/api``).
 
-``plans``    the structural plan check (``validate_plan``: the hook for the real validator).
+``plans``    the plan check at submission (``validate_plan``: the worker's own validator).
 ``store``    runs, metric windows and reports in SQLite, off the reactor thread.
 ``server``   the gateway core: worker sessions (Autobahn server protocol), worker tracking
              (ONLINE, BUSY, ERROR when stale), dispatch of runs, windows and acks.

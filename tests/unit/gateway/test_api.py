@@ -16,7 +16,7 @@ from callmeter.gateway.store import Store
 ADMIN = "admin-secret-1"
 AUTH = {b"Authorization": [b"Bearer " + ADMIN.encode()]}
 URL = "http://gw.test/api"
-PLAN = {"name": "p", "groups": [{"name": "a", "role": "caller", "count": 2}]}
+PLAN = {"name": "p", "duration_s": 10, "groups": [{"name": "a", "role": "callee", "count": 2}]}
 
 
 class Api:
@@ -80,10 +80,12 @@ def test_workers_list(api: Api) -> None:
     ("body", "field"),
     [
         ({"plan": {"groups": PLAN["groups"]}}, "plan.name"),
-        ({"plan": {"name": "p", "groups": []}}, "plan.groups"),
-        ({"plan": {"name": "p", "groups": [{"name": "a", "role": "caller", "count": "2"}]}},
+        ({"plan": {"name": "p", "duration_s": 10, "groups": []}}, "plan.groups"),
+        ({"plan": {"name": "p", "duration_s": 10,
+                   "groups": [{"name": "a", "role": "callee", "count": "2"}]}},
          "plan.groups[0].count"),
-        ({"plan": {"name": "p", "groups": [{"name": "a", "role": "dj", "count": 2}]}},
+        ({"plan": {"name": "p", "duration_s": 10,
+                   "groups": [{"name": "a", "role": "dj", "count": 2}]}},
          "plan.groups[0].role"),
         ({"plan": PLAN, "worker": "nobody"}, "worker"),
         ({}, "plan"),

@@ -134,7 +134,7 @@ def test_dispatch_pins_the_run_and_rejection_fails_it() -> None:
     gateway, _, conn = setup()
     hello(gateway, conn, max_endpoints=1)
     conn.take()
-    plan = {"name": "p", "groups": [{"name": "a", "role": "caller", "count": 5}]}
+    plan = {"name": "p", "duration_s": 10, "groups": [{"name": "a", "role": "callee", "count": 5}]}
     run = result(gateway.submit({"plan": plan, "worker": None}))
     assert conn.take() == []  # nobody has the capacity
     run2 = result(gateway.submit({"plan": plan, "worker": "lab-1"}))
