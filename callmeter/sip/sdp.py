@@ -16,6 +16,7 @@ Three layers, all plain functions on immutable values (sans-IO):
 from __future__ import annotations
 
 import enum
+import functools
 import ipaddress
 import re
 from collections.abc import Callable, Iterable, Sequence
@@ -324,6 +325,7 @@ _PTIME_RE = re.compile(r"(\d{1,6})(?:\.\d{0,6})? *")
 _RTCP_RE = re.compile(r"(\d{1,5})(?: +([^ ]+) +([^ ]+) +([^ ]+))? *")
 
 
+@functools.lru_cache(maxsize=1024)  # the same few rtpmap lines come in every call's SDP
 def _parse_rtpmap(value: str) -> RtpMap:
     match = _RTPMAP_RE.fullmatch(value)
     if match is None:
@@ -339,6 +341,7 @@ def _parse_rtpmap(value: str) -> RtpMap:
     return RtpMap(pt, match.group(2), clock, channels)
 
 
+@functools.lru_cache(maxsize=1024)
 def _parse_fmtp(value: str) -> tuple[str, str]:
     match = _FMTP_RE.fullmatch(value)
     if match is None:

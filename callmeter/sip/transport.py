@@ -22,6 +22,7 @@ switch from UDP to TCP for requests over 1300 bytes (18.1.1), and SCTP/WebSocket
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from collections.abc import Callable
@@ -473,6 +474,7 @@ def _stamp_via(headers: Headers, origin: Origin) -> None:
         headers.set("Via", ", ".join([str(stamped), *vias[1:]]))
 
 
+@functools.lru_cache(maxsize=4096)  # called for every message sent
 def _is_ip(host: str) -> bool:
     try:
         ipaddress.ip_address(host)
