@@ -9,6 +9,7 @@ certificate from the test's CA.
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import time
@@ -119,13 +120,27 @@ class Kamailio:
     log: Path
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
+        """SIGTERM to Kamailio's whole process group (its worker processes too), then SIGKILL:
+        a worker left behind would keep the ports and outlive the test."""
+        for sig, wait in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 5.0)):
             try:
-                self.process.wait(timeout=10)
+                os.killpg(self.process.pid, sig)
+            except ProcessLookupError:
+                break
+            try:
+                self.process.wait(timeout=wait)
             except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+                continue
+            if not _group_alive(self.process.pid):
+                break
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 def start_kamailio(work: Path, algorithm: str = "MD5", tls_cert: Path | None = None) -> Kamailio:
@@ -172,6 +187,7 @@ def start_kamailio(work: Path, algorithm: str = "MD5", tls_cert: Path | None = N
             stdin=subprocess.DEVNULL,
             stdout=output,
             stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group: stop() ends every worker
         )
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
