@@ -102,10 +102,7 @@ def run_command(
         return fetching
 
     def run_plan(reactor: Any, files: dict[str, str]) -> defer.Deferred[None]:
-        latest: dict[str, Any] = {}
-
         def on_window(window: dict[str, Any]) -> None:
-            latest["window"] = window
             display.progress(run.progress(), window)
 
         run: Any

@@ -178,7 +178,6 @@ class ShardedRun:
         summed["elapsed_s"] = max(
             (p.get("elapsed_s", 0.0) for p in self._progress.values()), default=0.0
         )
-        summed["loss_pct"] = 0.0
         return summed
 
     # -- messages from the children -------------------------------------------------------

@@ -153,7 +153,6 @@ class TestRun:
         self._window_start = 0.0
         self._finished: defer.Deferred[dict[str, Any]] = defer.Deferred()
         self._stopping = False
-        self._pending_calls = 0
         self._media: dict[OutgoingCall | IncomingCall, tuple[str, RunMedia]] = {}
         self._counted: dict[OutgoingCall | IncomingCall, list[StreamResult]] = {}
         self.report: dict[str, Any] | None = None
@@ -213,7 +212,6 @@ class TestRun:
             "calls_attempted": total.calls_attempted,
             "calls_established": total.calls_established,
             "failures": total.calls_failed + total.register_failed,
-            "loss_pct": total.loss_pct,
         }
 
     # -- endpoints ------------------------------------------------------------------------
@@ -306,11 +304,9 @@ class TestRun:
             callers = self.endpoints[group.name]
             interval = 1.0 / group.call.rate_per_s
             for caller in callers:  # caller i starts at i / rate, whichever process owns it
-                self._pending_calls += 1
                 self._later(caller.index * interval, self._place_call, caller, 1)
 
     def _place_call(self, caller: _Endpoint, number: int) -> None:
-        self._pending_calls -= 1
         spec = caller.group.call
         if self._stopping or spec is None or self.stack is None:
             return
@@ -419,7 +415,6 @@ class TestRun:
         if spec is None or number is None or self._stopping:
             return
         if spec.calls is None or number < spec.calls:
-            self._pending_calls += 1
             self._later(spec.pause_s, self._place_call, endpoint, number + 1)
 
     # -- incoming calls -------------------------------------------------------------------
