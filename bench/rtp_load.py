@@ -84,7 +84,7 @@ def run_one(
         for a, b in calls:
             for media in (a, b):
                 for stream in media.streams.values():
-                    sent += stream.sender.packets
+                    sent += stream.packets_sent
                     skipped += stream.skipped
                     errors += stream.send_errors
                     for source in stream.receiver.stats.values():

@@ -27,6 +27,7 @@ injected (``twisted.internet.task.Clock`` in tests).
 
 from __future__ import annotations
 
+from math import ceil as _ceil
 from typing import Protocol
 
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
@@ -73,7 +74,8 @@ class Lateness:
             raise ValueError("need 0 < width < limit")
         self.width = width
         self.inv_width = 1.0 / width
-        self.bins = int(limit / width) + 1
+        # Every lateness in [0, limit] has its own bin (the sender relies on it, no clamp).
+        self.bins = int(limit * self.inv_width) + 2
         self.last = self.bins - 1
         self.counts = [0] * self.bins
         self.skipped = 0
@@ -265,9 +267,7 @@ class Pacer:
                     self._log.failure("RTP source failed; it is no longer paced")
                     del where[source]
                     continue
-                target = int(due * inv_slot)
-                if target < due * inv_slot:
-                    target += 1  # bucket c holds due times in ((c-1) slot, c slot]
+                target = _ceil(due * inv_slot)  # bucket c: due in ((c-1) slot, c slot]
                 if target <= current:
                     target = current + 1  # a source must move on: no busy loop
                 where[source] = target

@@ -20,9 +20,10 @@ Choices made where RFC 3550 leaves room (each one tested):
   count of the old run is kept, so cumulative loss and ``received`` never go backwards
   (A.1 would reset them). The report block's extended highest sequence restarts, as in
   A.1.
-* Late packets (up to ``MAX_MISORDER`` behind the highest): a window of the last 128
-  extended sequence numbers tells a duplicate (``duplicates``) from a reordered packet
-  (``out_of_order``). A reordered packet older than the base sequence number (it was
+* Late packets (less than ``MAX_MISORDER`` behind the highest): the set of extended
+  sequence numbers skipped by the last ``MAX_MISORDER`` tells a reordered packet
+  (``out_of_order``: it was missing) from a duplicate (``duplicates``). Packets in
+  sequence never touch the set. A reordered packet older than the base sequence number (it was
   overtaken by the stream's first packets) moves the base down, so it is not counted as
   received-but-never-expected. As in RFC 3550 6.4.1, ``received`` includes duplicates, so
   ``lost`` (expected - received) can go negative; ``missing`` (expected - unique packets
@@ -61,9 +62,6 @@ MAX_DROPOUT = 3000
 MAX_MISORDER = 100
 MIN_SEQUENTIAL = 2
 
-_WINDOW = 128  # > MAX_MISORDER: every late packet still in the window
-_WINDOW_MASK = _WINDOW - 1
-_NEVER = -(1 << 40)  # an extended sequence number no packet can have (they are > -2**17)
 _U32 = 0xFFFFFFFF
 
 
@@ -118,11 +116,12 @@ class ReceiverStats:
         "_lsr",
         "_max_seq",
         "_min_sequential",
+        "_missing",
+        "_next_seq",
         "_probation",
         "_rate",
         "_received",
         "_received_prior",
-        "_seen",
         "_sr_arrival",
         "bytes",
         "clock_rate",
@@ -158,7 +157,8 @@ class ReceiverStats:
         self._expected_offset = 0  # expected packets of runs before a restart
         self._expected_prior = 0
         self._received_prior = 0
-        self._seen = [_NEVER] * _WINDOW  # slot (ext & 127) -> last extended seq seen there
+        self._next_seq = -1  # the sequence number that takes the short path; none yet
+        self._missing: set[int] = set()  # skipped extended seqs that may still come late
         self._jitter = 0.0
         self._last_ts = 0
         self._last_arrival = 0.0
@@ -168,46 +168,21 @@ class ReceiverStats:
     # --- the per-packet path ------------------------------------------------------------
 
     def on_packet(self, seq: int, rtp_ts: int, arrival: float, size: int) -> None:
-        """Account one received packet (16-bit ``seq``, 32-bit ``rtp_ts``, seconds, octets)."""
+        """Account one received packet (16-bit ``seq``, 32-bit ``rtp_ts``, seconds, octets).
+
+        The next packet in sequence takes the short path (a few integer operations and
+        the jitter update); everything else goes through :meth:`_unusual`.
+        """
         self.packets += 1
         self.bytes += size
-        max_seq = self._max_seq
-        if self._probation:
-            if self._in_probation(seq, rtp_ts, arrival):
-                return
-        else:
-            udelta = (seq - max_seq) & 0xFFFF
-            if 0 < udelta < MAX_DROPOUT:
-                # In order, with a permissible gap (A.1).
-                if seq < max_seq:
-                    self._cycles += RTP_SEQ_MOD
-                self._max_seq = seq
-                ext = self._cycles + seq
-                self._seen[ext & _WINDOW_MASK] = ext
-            elif udelta == 0:
-                self.duplicates += 1  # a copy of the highest packet
-            elif udelta <= RTP_SEQ_MOD - MAX_MISORDER:
-                # A large jump: ignore it once, re-synchronise on a second in sequence.
-                if seq != self._bad_seq:
-                    self._bad_seq = (seq + 1) & 0xFFFF
-                    self.discarded += 1
-                    return
-                self._restart(seq, rtp_ts, arrival)
-                return
-            else:
-                # Late: duplicate or reordered, at most MAX_MISORDER behind (A.1).
-                ext = self._cycles + seq
-                if seq > max_seq:
-                    ext -= RTP_SEQ_MOD
-                slot = ext & _WINDOW_MASK
-                if self._seen[slot] == ext:
-                    self.duplicates += 1
-                else:
-                    self._seen[slot] = ext
-                    self.out_of_order += 1
-                    if ext < self._base:
-                        self._base = ext
+        if seq == self._next_seq:
+            self._max_seq = seq
+            self._next_seq = (seq + 1) & 0xFFFF
+            if seq == 0:
+                self._cycles += RTP_SEQ_MOD  # 65535 -> 0: a new cycle (A.1)
             self._received += 1
+        elif self._unusual(seq, rtp_ts, arrival):
+            return
         # Interarrival jitter (A.8): D = (Rj - Ri) - (Sj - Si), J += (|D| - J) / 16.
         dts = (rtp_ts - self._last_ts) & _U32
         if dts > 0x7FFFFFFF:
@@ -218,6 +193,62 @@ class ReceiverStats:
         self._jitter += (d - self._jitter) * 0.0625
         self._last_ts = rtp_ts
         self._last_arrival = arrival
+
+    def _unusual(self, seq: int, rtp_ts: int, arrival: float) -> bool:
+        """Every packet but the next in sequence (A.1). True when it gives no jitter sample."""
+        if self._probation:
+            return self._in_probation(seq, rtp_ts, arrival)
+        max_seq = self._max_seq
+        udelta = (seq - max_seq) & 0xFFFF
+        if 0 < udelta < MAX_DROPOUT:
+            # In order, with a permissible gap (A.1): the skipped ones are missing.
+            highest = self._cycles + max_seq
+            if seq < max_seq:
+                self._cycles += RTP_SEQ_MOD
+            self._max_seq = seq
+            self._next_seq = (seq + 1) & 0xFFFF
+            ext = self._cycles + seq
+            self._note_missing(max(highest + 1, ext - MAX_MISORDER), ext)
+        elif udelta == 0:
+            self.duplicates += 1  # a copy of the highest packet
+        elif udelta <= RTP_SEQ_MOD - MAX_MISORDER:
+            # A large jump: ignore it once, re-synchronise on a second in sequence.
+            if seq != self._bad_seq:
+                self._bad_seq = (seq + 1) & 0xFFFF
+                self.discarded += 1
+                return True
+            self._restart(seq, rtp_ts, arrival)
+            return True
+        else:
+            # Late: duplicate or reordered, less than MAX_MISORDER behind (A.1).
+            ext = self._cycles + seq
+            if seq > max_seq:
+                ext -= RTP_SEQ_MOD
+            missing = self._missing
+            if ext in missing:
+                missing.discard(ext)
+                self.out_of_order += 1
+            elif ext < self._base:
+                # Overtaken by the stream's first packets: the base moves down (module doc).
+                self._note_missing(ext + 1, self._base)
+                self._base = ext
+                self.out_of_order += 1
+            else:
+                self.duplicates += 1
+        self._received += 1
+        return False
+
+    def _note_missing(self, first: int, end: int) -> None:
+        """Extended sequence numbers ``first .. end - 1`` were skipped: a late one may come.
+
+        Only the last MAX_MISORDER can still arrive as reordered (older ones are a jump);
+        the set is trimmed to them when it grows.
+        """
+        missing = self._missing
+        missing.update(range(first, end))
+        if len(missing) > 2 * MAX_MISORDER:
+            oldest = self._cycles + self._max_seq - MAX_MISORDER
+            self._missing = {ext for ext in missing if ext >= oldest}
 
     def _in_probation(self, seq: int, rtp_ts: int, arrival: float) -> bool:
         """Probation (A.1). True when the packet needs no jitter update (the first one)."""
@@ -236,8 +267,7 @@ class ReceiverStats:
             self._cycles = RTP_SEQ_MOD if base > seq else 0
             self._base = base
             self._received += run
-            for ext in range(base, self._cycles + seq + 1):
-                self._seen[ext & _WINDOW_MASK] = ext
+            self._next_seq = (seq + 1) & 0xFFFF
         if first:
             self._last_ts = rtp_ts
             self._last_arrival = arrival
@@ -252,13 +282,10 @@ class ReceiverStats:
         base = (seq - 1) & 0xFFFF
         self._cycles = RTP_SEQ_MOD if base > seq else 0  # 65535 then 0: one cycle
         self._max_seq = seq
+        self._next_seq = (seq + 1) & 0xFFFF
         self._base = base
         self._bad_seq = RTP_SEQ_MOD + 1
-        seen = self._seen
-        for i in range(_WINDOW):
-            seen[i] = _NEVER
-        seen[base & _WINDOW_MASK] = base
-        seen[(base + 1) & _WINDOW_MASK] = base + 1
+        self._missing = set()
         # The timestamps restarted too: no jitter sample across the discontinuity.
         self._last_ts = rtp_ts
         self._last_arrival = arrival

@@ -75,7 +75,9 @@ __all__ = [
 DEFAULT_RTCP_INTERVAL = 5.0
 
 _U32 = 0xFFFFFFFF
-_RECV_SIZE = 2048  # larger than any RTP packet we expect (MTU-sized video)
+_RECV_SIZE = 65536  # any UDP datagram whole: the byte counts stay right
+#: The process's receive buffer: the reactor thread reads one datagram at a time into it.
+_BUFFER = bytearray(_RECV_SIZE)
 _HEADER = struct.Struct("!BBHII")
 _pack_header = _HEADER.pack
 _unpack_header = _HEADER.unpack_from
@@ -100,6 +102,10 @@ class StreamReactor(Protocol):
 
 
 Handler = Callable[[float], None]
+
+
+def _removed(now: float) -> None:
+    """The handler of a socket removed while its readiness was being reported."""
 
 
 class _SocketReader:
@@ -130,7 +136,7 @@ class UdpMux:
     socket (Twisted's dispatch: logging context, ``doRead`` loop that ends in an EAGAIN
     exception, about half the receive cost measured by bench/rtp_load.py), a private
     level-triggered epoll set holds the sockets and its descriptor is the reactor's
-    reader: one reactor event per batch, then one ``recvfrom`` per ready socket. The
+    reader: one reactor event per batch, then one read per ready socket. The
     arrival time of a batch is read once, when the poll returned (the packets were all
     queued by then). Without ``select.epoll`` (or with ``per_socket=True``) each socket
     is its own reactor reader.
@@ -183,11 +189,9 @@ class UdpMux:
 
     def doRead(self) -> None:
         now = self._seconds()
-        handlers = self._handlers
+        get = self._handlers.get
         for fd, _ in self._epoll.poll(0):
-            handler = handlers.get(fd)
-            if handler is not None:
-                handler(now)
+            get(fd, _removed)(now)  # removed by an earlier handler of this batch: no-op
 
     def logPrefix(self) -> str:
         return "UdpMux"
@@ -254,7 +258,29 @@ class StreamSnapshot:
 
 
 class _RtpReceiver:
-    """The RTP socket's reader: O(1) statistics per packet, nothing else (the hot path)."""
+    """The RTP socket's reader: O(1) statistics per packet, nothing else (the hot path).
+
+    Datagrams are read with ``recv_into`` into the process's one receive buffer: no bytes
+    object and no address tuple per packet (``recvfrom`` costs about 1 us more, measured
+    by bench/rtp_load.py). The source address is looked at (``recvfrom``) only while an
+    SSRC has not shown where it sends from: after a new SSRC, its next packet is read
+    with its address, which is checked against the SDP's (RFC 4961, symmetric RTP) and
+    logged when it differs. Every packet is counted either way.
+    """
+
+    __slots__ = (
+        "__dict__",
+        "_last",
+        "_last_ssrc",
+        "_stream",
+        "_unchecked",
+        "enabled",
+        "ignored",
+        "invalid",
+        "recv_into",
+        "recvfrom",
+        "stats",
+    )
 
     def __init__(self, stream: RtpStream) -> None:
         self._stream = stream
@@ -264,18 +290,37 @@ class _RtpReceiver:
         self.ignored = 0
         self._last_ssrc = -1
         self._last: ReceiverStats | None = None
+        self._unchecked: set[int] = set()  # SSRCs whose source address is not known yet
+        self.recv_into: Callable[[bytearray], int] | None = None
         self.recvfrom: Callable[[int], tuple[bytes, Any]] | None = None
 
     def read(self, now: float) -> None:
         """The socket is readable: take one datagram (level-triggered: more come again)."""
+        if self._unchecked:
+            self._read_with_address(now)
+            return
+        try:
+            size = self.recv_into(_BUFFER)  # type: ignore[misc]
+        except OSError:
+            return  # EAGAIN after a spurious wake-up; ICMP errors on UDP
+        if size < 12 or _BUFFER[0] & 0xC0 != 0x80 or not self.enabled:
+            self.datagram_received(bytes(_BUFFER[:size]), None, now)  # not counted: why
+            return
+        _, _, seq, ts, ssrc = _unpack_header(_BUFFER)
+        if ssrc == self._last_ssrc:
+            self._last.on_packet(seq, ts, now, size)  # type: ignore[union-attr]
+        else:
+            self._source(ssrc).on_packet(seq, ts, now, size)
+
+    def _read_with_address(self, now: float) -> None:
         try:
             data, addr = self.recvfrom(_RECV_SIZE)  # type: ignore[misc]
         except OSError:
-            return  # EAGAIN after a spurious wake-up; ICMP errors on UDP
+            return
         self.datagram_received(data, addr, now)
 
     def datagram_received(self, data: bytes, addr: Any, now: float) -> None:
-        """Account one RTP datagram that arrived at ``now``."""
+        """Account one RTP datagram from ``addr`` (None: not known) that arrived at ``now``."""
         if len(data) < 12 or data[0] & 0xC0 != 0x80:
             self.invalid += 1
             return
@@ -283,13 +328,16 @@ class _RtpReceiver:
             self.ignored += 1  # sendonly/inactive: RFC 3264 section 5.1, not ours to count
             return
         _, _, seq, ts, ssrc = _unpack_header(data)
-        stats = self._last if ssrc == self._last_ssrc else self._source(ssrc, addr)
+        stats = self._last if ssrc == self._last_ssrc else self._source(ssrc)
+        if addr is not None and ssrc in self._unchecked:
+            self._unchecked.discard(ssrc)
+            self._stream._check_source(ssrc, addr)
         stats.on_packet(seq, ts, now, len(data))  # type: ignore[union-attr]
 
-    def _source(self, ssrc: int, addr: Any) -> ReceiverStats:
+    def _source(self, ssrc: int) -> ReceiverStats:
         stats = self.stats.get(ssrc)
         if stats is None:
-            stats = self._stream._new_source(ssrc, addr)
+            stats = self._stream._new_source(ssrc)
         self._last_ssrc = ssrc
         self._last = stats
         return stats
@@ -303,6 +351,60 @@ class RtpStream:
     :meth:`stop` (idempotent; the ports go back to the allocator once both sockets are
     closed, :attr:`closed` fires then).
     """
+
+    # Slots: the send path reads a dozen of these per packet (bench/rtp_load.py); the
+    # __dict__ keeps instances open to test instrumentation.
+    __slots__ = (
+        "__dict__",
+        "_allocator",
+        "_due",
+        "_incs",
+        "_index",
+        "_inv_rate",
+        "_late_counts",
+        "_late_inv",
+        "_max_late",
+        "_mts",
+        "_n",
+        "_octets",
+        "_packets",
+        "_payloads",
+        "_rng",
+        "_rtcp_addr",
+        "_rtcp_call",
+        "_rtcp_sendto",
+        "_rtp_addr",
+        "_rtp_sendto",
+        "_second",
+        "_seq",
+        "_sockets",
+        "_start",
+        "_started",
+        "_stopped",
+        "_ts0",
+        "byes",
+        "clock_rate",
+        "closed",
+        "cname",
+        "direction",
+        "kind",
+        "media",
+        "mux",
+        "negotiated",
+        "pacer",
+        "pair",
+        "reactor",
+        "receiver",
+        "remote_cnames",
+        "rtcp_interval",
+        "rtcp_invalid",
+        "rtcp_received",
+        "rtcp_sent",
+        "send_errors",
+        "sender",
+        "skipped",
+        "ssrc",
+    )
 
     log = Logger()
 
@@ -357,6 +459,9 @@ class RtpStream:
         self._mts = 0  # media time since start, timestamp units (never wraps: Python int)
         self._index = 0
         self._start = 0.0
+        self._due = 0.0  # start + mts / clock_rate: when the next packet is due
+        self._packets = 0  # sent (not counting send errors)
+        self._octets = 0  # their payload octets (the SR's sender octet count, 6.4.1)
         self._inv_rate = 1.0 / clock_rate
         self._payloads: tuple[bytes, ...] = ()
         self._second: tuple[int, ...] = ()
@@ -365,7 +470,6 @@ class RtpStream:
         lateness = pacer.lateness
         self._late_counts = lateness.counts
         self._late_inv = lateness.inv_width
-        self._late_last = lateness.last
         self._max_late = pacer.max_late
 
     # --- sockets ------------------------------------------------------------------------
@@ -408,6 +512,7 @@ class RtpStream:
         self._allocator = allocator
         self._sockets = sockets
         rtp, rtcp = sockets
+        self.receiver.recv_into = rtp.recv_into
         self.receiver.recvfrom = rtp.recvfrom
         self._rtp_sendto = rtp.sendto
         self._rtcp_sendto = rtcp.sendto
@@ -459,6 +564,7 @@ class RtpStream:
             self._second = media.second_bytes(stream.payload_type)
             self._index %= self._n
         self._inv_rate = 1.0 / stream.clock_rate
+        self._due = self._start + self._mts * self._inv_rate
         if self._started:
             sends = stream.direction.sends
             if sends and not was_sending:
@@ -473,6 +579,7 @@ class RtpStream:
         self._mts = 0
         self._index = 0
         self._start = start
+        self._due = start
 
     # --- running ------------------------------------------------------------------------
 
@@ -484,6 +591,7 @@ class RtpStream:
             raise ValueError("stream not opened and configured")
         self._started = True
         self._start = self.reactor.seconds()
+        self._due = self._start + self._mts * self._inv_rate
         if self.direction.sends:
             self.pacer.add(self)
         delay = randomized_interval(self.rtcp_interval / 2, self._rng)  # 6.2: initial half
@@ -520,77 +628,87 @@ class RtpStream:
 
     def first_due(self) -> float:
         """The first packet is due when the stream starts."""
-        return self._start + self._mts * self._inv_rate
+        return self._due
 
     def pace(self, now: float) -> float:
-        """Send every packet due by ``now`` (skip ahead past ``max_late``); next due time."""
-        start = self._start
-        inv_rate = self._inv_rate
-        mts = self._mts
-        due = start + mts * inv_rate
+        """Send every packet due by ``now`` (skip ahead past ``max_late``); next due time.
+
+        The hot path: one call per packet at load, so the common case (one packet due,
+        less than ``max_late`` behind) reads the stream's state directly and does nothing
+        else; a stall or a stopped stream goes to :meth:`_pace_behind`.
+        """
+        due = self._due
         if due > now:
             return due
         sendto = self._rtp_sendto
-        if sendto is None:
-            return now + 1.0  # stopped inside a tick: the pacer drops us at its end
+        if sendto is None or now - due > self._max_late:
+            return self._pace_behind(now)
+        counts = self._late_counts
+        while True:
+            i = self._index
+            payload = self._payloads[i]
+            seq = self._seq
+            mts = self._mts
+            try:
+                sendto(
+                    _pack_header(0x80, self._second[i], seq, (self._ts0 + mts) & _U32, self.ssrc)
+                    + payload,
+                    self._rtp_addr,
+                )
+            except OSError:
+                # EAGAIN/ENOBUFS/unreachable: not sent, the sequence number still used.
+                self.send_errors += 1
+            else:
+                self._packets += 1
+                self._octets += len(payload)
+            counts[int((now - due) * self._late_inv)] += 1  # 0 <= late <= max_late here
+            self._seq = (seq + 1) & 0xFFFF
+            mts += self._incs[i]
+            self._mts = mts
+            i += 1
+            self._index = i if i < self._n else 0
+            due = self._start + mts * self._inv_rate
+            self._due = due
+            if due > now:
+                return due
+
+    def _pace_behind(self, now: float) -> float:
+        """More than ``max_late`` behind: skip to the newest overdue packet, then send it.
+
+        Stalled (module doc): the overdue packets' media time passes unsent and the
+        sequence number does not advance. Stopped inside a tick: nothing is sent, and the
+        pacer drops the stream at the tick's end.
+        """
+        if self._rtp_sendto is None:
+            return now + 1.0
+        start = self._start
+        inv_rate = self._inv_rate
         incs = self._incs
         n = self._n
+        mts = self._mts
         i = self._index
-        if now - due > self._max_late:
-            # Stalled: skip to the newest overdue packet instead of a burst (module doc).
-            skipped = 0
-            while start + (mts + incs[i]) * inv_rate <= now:
-                mts += incs[i]
-                i += 1
-                if i == n:
-                    i = 0
-                skipped += 1
-            self.skipped += skipped
-            self.pacer.lateness.skipped += skipped
-            due = start + mts * inv_rate
-        payloads = self._payloads
-        second = self._second
-        addr = self._rtp_addr
-        ts0 = self._ts0
-        ssrc = self.ssrc
-        seq = self._seq
-        counts = self._late_counts
-        last = self._late_last
-        late_inv = self._late_inv
-        sent = 0
-        octets = 0
-        while True:
-            payload = payloads[i]
-            try:
-                sendto(_pack_header(0x80, second[i], seq, (ts0 + mts) & _U32, ssrc) + payload, addr)
-            except OSError:
-                self.send_errors += 1  # EAGAIN/ENOBUFS/unreachable: not sent, seq still used
-            else:
-                sent += 1
-                octets += len(payload)
-            bin_index = int((now - due) * late_inv)
-            counts[bin_index if bin_index < last else last] += 1
-            seq = (seq + 1) & 0xFFFF
+        skipped = 0
+        while start + (mts + incs[i]) * inv_rate <= now:
             mts += incs[i]
-            i += 1
-            if i == n:
-                i = 0
-            due = start + mts * inv_rate
-            if due > now:
-                break
-        self._seq = seq
+            i = i + 1 if i + 1 < n else 0
+            skipped += 1
+        self.skipped += skipped
+        self.pacer.lateness.skipped += skipped
         self._mts = mts
         self._index = i
-        sender = self.sender
-        sender.packets += sent
-        sender.octets += octets
-        return due
+        self._due = start + mts * inv_rate
+        return self.pace(now)
 
     # --- receiving ------------------------------------------------------------------------
 
-    def _new_source(self, ssrc: int, addr: Any) -> ReceiverStats:
+    def _new_source(self, ssrc: int) -> ReceiverStats:
         stats = ReceiverStats(ssrc, self.clock_rate, min_sequential=1)
         self.receiver.stats[ssrc] = stats
+        self.receiver._unchecked.add(ssrc)  # its next RTP packet is read with its address
+        return stats
+
+    def _check_source(self, ssrc: int, addr: Any) -> None:
+        """Log a source that sends from elsewhere than the SDP said (RFC 4961)."""
         if self.negotiated is not None and tuple(addr[:2]) != self._rtp_addr:
             self.log.info(
                 "RTP source {ssrc:08x} sends from {source}, SDP said {expected}",
@@ -598,7 +716,6 @@ class RtpStream:
                 source=f"{addr[0]}:{addr[1]}",
                 expected=f"{self._rtp_addr[0]}:{self._rtp_addr[1]}",
             )
-        return stats
 
     def _read_rtcp(self, now: float) -> None:
         sock = self._sockets
@@ -623,7 +740,7 @@ class RtpStream:
             if isinstance(packet, SenderReport):
                 source = stats.get(packet.ssrc)
                 if source is None:
-                    source = self._new_source(packet.ssrc, addr)
+                    source = self._new_source(packet.ssrc)
                 source.on_sender_report(packet, now)
                 self._take_blocks(packet.reports, now)
             elif isinstance(packet, ReceiverReport):
@@ -650,8 +767,24 @@ class RtpStream:
             delay = randomized_interval(self.rtcp_interval, self._rng)
             self._rtcp_call = self.reactor.callLater(delay, self._rtcp_timer)
 
+    @property
+    def packets_sent(self) -> int:
+        """RTP packets sent so far (send errors not counted)."""
+        return self._packets
+
+    @property
+    def octets_sent(self) -> int:
+        """Their payload octets (RTP headers not counted, as the SR's octet count)."""
+        return self._octets
+
+    def _sync_sender(self) -> None:
+        """Copy the hot path's counters into :attr:`sender` (its SR and snapshot fields)."""
+        self.sender.packets = self._packets
+        self.sender.octets = self._octets
+
     def rtcp_compound(self, now: float, bye: bool = False) -> bytes:
         """The compound packet to send at ``now``: SR or RR, SDES CNAME, BYE (6.1)."""
+        self._sync_sender()
         blocks = [s.report_block(now) for s in self.receiver.stats.values() if s.valid]
         first, extra = tuple(blocks[:31]), blocks[31:]
         report: SenderReport | ReceiverReport
@@ -679,6 +812,7 @@ class RtpStream:
 
     def snapshot(self) -> StreamSnapshot:
         """Cumulative figures of this stream (no reset)."""
+        self._sync_sender()
         sources = [s.snapshot() for s in self.receiver.stats.values()]
         main = max(sources, key=lambda s: s.packets, default=None)
         expected = sum(s.expected for s in sources)

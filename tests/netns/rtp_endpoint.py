@@ -59,8 +59,14 @@ def instrument(stream: RtpStream, out: dict[str, Any]) -> None:
     out["rtt_samples"] = rtt
     receiver = stream.receiver
     received = receiver.datagram_received
+    rtp_socket = stream._sockets[0]  # type: ignore[index]
 
-    def datagram_received(data: bytes, addr: Any, now: float) -> None:
+    def read(now: float) -> None:
+        # The stream's own read path without recv_into (same statistics, plus a trace).
+        try:
+            data, addr = rtp_socket.recvfrom(65536)
+        except OSError:
+            return
         received(data, addr, now)
         if len(data) >= 12 and data[0] & 0xC0 == 0x80:
             ssrc = int.from_bytes(data[8:12], "big")
@@ -70,7 +76,8 @@ def instrument(stream: RtpStream, out: dict[str, Any]) -> None:
                 ts = int.from_bytes(data[4:8], "big")
                 jitter.append([seq, ts, now, stats.jitter_ms, data[1] >> 7])
 
-    receiver.datagram_received = datagram_received  # type: ignore[method-assign]
+    stream.mux.remove(rtp_socket)
+    stream.mux.add(rtp_socket, read)
     take_blocks = stream._take_blocks
 
     def _take_blocks(blocks: tuple[ReportBlock, ...], now: float) -> None:

@@ -113,7 +113,9 @@ def test_replays_prepared_payloads_with_our_seq_ts_ssrc() -> None:
     # Each packet left within one tick of start + n * 20 ms.
     for k, (when, _, _) in enumerate(rtp.sent):
         assert 0 <= when - (1000.0 + 0.02 * k) <= 0.001 + 1e-9
-    assert stream.sender.packets == 5 and stream.sender.octets == 5 * 160
+    assert stream.packets_sent == 5 and stream.octets_sent == 5 * 160
+    snap = stream.snapshot()
+    assert snap.packets_sent == 5 and snap.bytes_sent == 5 * 172
 
 
 def test_stall_beyond_max_late_skips_ahead_without_a_burst() -> None:
