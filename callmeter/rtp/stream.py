@@ -38,7 +38,7 @@ import socket
 import struct
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from twisted.internet import defer
 from twisted.internet.interfaces import IDelayedCall
@@ -200,6 +200,14 @@ class UdpMux:
         return None
 
 
+class _Sockets(NamedTuple):
+    """The sockets of a stream: RTP connected to the peer, RTP from anyone else, RTCP."""
+
+    rtp: socket.socket
+    stray: socket.socket
+    rtcp: socket.socket
+
+
 def one_way_delay_ms(rtt_ms: float | None, jitter_ms: float, ptime_ms: float) -> float:
     """The mouth-to-ear delay estimate fed to the E-model (ITU-T G.107 Ta).
 
@@ -258,14 +266,15 @@ class StreamSnapshot:
 
 
 class _RtpReceiver:
-    """The RTP socket's reader: O(1) statistics per packet, nothing else (the hot path).
+    """The RTP sockets' reader: O(1) statistics per packet, nothing else (the hot path).
 
-    Datagrams are read with ``recv_into`` into the process's one receive buffer: no bytes
-    object and no address tuple per packet (``recvfrom`` costs about 1 us more, measured
-    by bench/rtp_load.py). The source address is looked at (``recvfrom``) only while an
-    SSRC has not shown where it sends from: after a new SSRC, its next packet is read
-    with its address, which is checked against the SDP's (RFC 4961, symmetric RTP) and
-    logged when it differs. Every packet is counted either way.
+    The stream's main RTP socket is connected to the SDP's address once negotiated, so the
+    kernel hands it only that peer's datagrams; they are read with ``recv_into`` into the
+    process's one receive buffer: no bytes object and no address tuple per packet
+    (``recvfrom`` costs about 1 us more). Datagrams from anywhere else arrive on the
+    stream's second socket on the same port (see :meth:`RtpStream.open`) and go through
+    :meth:`read_stray`, which reads their address and has the stream log the source once
+    per SSRC (RFC 4961, symmetric RTP). Every packet is counted either way.
     """
 
     __slots__ = (
@@ -273,13 +282,12 @@ class _RtpReceiver:
         "_last",
         "_last_ssrc",
         "_stream",
-        "_unchecked",
         "enabled",
         "ignored",
         "invalid",
         "recv_into",
-        "recvfrom",
         "stats",
+        "stray_recvfrom",
     )
 
     def __init__(self, stream: RtpStream) -> None:
@@ -290,15 +298,11 @@ class _RtpReceiver:
         self.ignored = 0
         self._last_ssrc = -1
         self._last: ReceiverStats | None = None
-        self._unchecked: set[int] = set()  # SSRCs whose source address is not known yet
         self.recv_into: Callable[[bytearray], int] | None = None
-        self.recvfrom: Callable[[int], tuple[bytes, Any]] | None = None
+        self.stray_recvfrom: Callable[[int], tuple[bytes, Any]] | None = None
 
     def read(self, now: float) -> None:
-        """The socket is readable: take one datagram (level-triggered: more come again)."""
-        if self._unchecked:
-            self._read_with_address(now)
-            return
+        """The main socket is readable: take one datagram (level-triggered: more come again)."""
         try:
             size = self.recv_into(_BUFFER)  # type: ignore[misc]
         except OSError:
@@ -312,15 +316,16 @@ class _RtpReceiver:
         else:
             self._source(ssrc).on_packet(seq, ts, now, size)
 
-    def _read_with_address(self, now: float) -> None:
+    def read_stray(self, now: float) -> None:
+        """The second socket is readable: a datagram from a source the SDP did not name."""
         try:
-            data, addr = self.recvfrom(_RECV_SIZE)  # type: ignore[misc]
+            data, addr = self.stray_recvfrom(_RECV_SIZE)  # type: ignore[misc]
         except OSError:
             return
         self.datagram_received(data, addr, now)
 
     def datagram_received(self, data: bytes, addr: Any, now: float) -> None:
-        """Account one RTP datagram from ``addr`` (None: not known) that arrived at ``now``."""
+        """Account one RTP datagram from ``addr`` (None: the SDP's) that arrived at ``now``."""
         if len(data) < 12 or data[0] & 0xC0 != 0x80:
             self.invalid += 1
             return
@@ -329,8 +334,7 @@ class _RtpReceiver:
             return
         _, _, seq, ts, ssrc = _unpack_header(data)
         stats = self._last if ssrc == self._last_ssrc else self._source(ssrc)
-        if addr is not None and ssrc in self._unchecked:
-            self._unchecked.discard(ssrc)
+        if addr is not None:
             self._stream._check_source(ssrc, addr)
         stats.on_packet(seq, ts, now, len(data))  # type: ignore[union-attr]
 
@@ -374,13 +378,14 @@ class RtpStream:
         "_rtcp_call",
         "_rtcp_sendto",
         "_rtp_addr",
-        "_rtp_sendto",
+        "_rtp_send",
         "_second",
         "_seq",
         "_sockets",
         "_start",
         "_started",
         "_stopped",
+        "_strays",
         "_ts0",
         "byes",
         "clock_rate",
@@ -404,6 +409,7 @@ class RtpStream:
         "sender",
         "skipped",
         "ssrc",
+        "stray_packets",
     )
 
     log = Logger()
@@ -438,6 +444,8 @@ class RtpStream:
         self.clock_rate = clock_rate
         self.send_errors = 0
         self.skipped = 0
+        self.stray_packets = 0  # RTP from elsewhere than the SDP's address (still counted)
+        self._strays: set[int] = set()  # their SSRCs, each logged once
         self.rtcp_sent = 0
         self.rtcp_received = 0
         self.rtcp_invalid = 0
@@ -445,8 +453,8 @@ class RtpStream:
         self.remote_cnames: dict[int, bytes] = {}
         self.closed: defer.Deferred[None] = defer.Deferred()
         self._allocator: RtpPortAllocator | None = None
-        self._sockets: tuple[socket.socket, socket.socket] | None = None
-        self._rtp_sendto: Callable[[bytes, Any], Any] | None = None
+        self._sockets: _Sockets | None = None
+        self._rtp_send: Callable[[bytes], Any] | None = None
         self._rtcp_sendto: Callable[[bytes, Any], Any] | None = None
         self._rtp_addr: tuple[str, int] = ("", 0)
         self._rtcp_addr: tuple[str, int] = ("", 0)
@@ -482,42 +490,53 @@ class RtpStream:
     def open(self, allocator: RtpPortAllocator, interface: str) -> PortPair:
         """Bind the RTP and RTCP sockets on ``interface`` (SIP_IP) with a pair from the range.
 
+        The RTP port has two sockets, both with SO_REUSEADDR (so no other program that
+        did not ask for it can share the port): the main one, which :meth:`configure`
+        connects to the SDP's address (the kernel then gives it that peer's datagrams
+        and it sends with ``send``, no address to convert per packet), and a second one,
+        never connected, that receives whatever comes from elsewhere (Linux prefers
+        the connected socket for its peer, the other one for everyone else).
+
         Raises :exc:`~callmeter.rtp.ports.PortRangeExhausted` when no pair is left.
         """
         if self.pair is not None:
             raise ValueError("stream already open")
         family = socket.AF_INET6 if ":" in interface else socket.AF_INET
 
-        def bind_one(port: int) -> socket.socket:
+        def bind_one(port: int, shared: bool = False) -> socket.socket:
             sock = socket.socket(family, socket.SOCK_DGRAM)
             try:
                 sock.setblocking(False)
+                if shared:
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
                 sock.bind((interface, port))
             except BaseException:
                 sock.close()
                 raise
             return sock
 
-        def bind(port: int) -> tuple[socket.socket, socket.socket]:
-            rtp = bind_one(port)
+        def bind(port: int) -> _Sockets:
+            opened: list[socket.socket] = []
             try:
-                rtcp = bind_one(port + 1)
+                opened.append(bind_one(port, shared=True))
+                opened.append(bind_one(port, shared=True))
+                opened.append(bind_one(port + 1))
             except BaseException:
-                rtp.close()
+                for sock in opened:
+                    sock.close()
                 raise
-            return rtp, rtcp
+            return _Sockets(*opened)
 
         pair, sockets = bind_pair(allocator, bind)
         self.pair = pair
         self._allocator = allocator
         self._sockets = sockets
-        rtp, rtcp = sockets
-        self.receiver.recv_into = rtp.recv_into
-        self.receiver.recvfrom = rtp.recvfrom
-        self._rtp_sendto = rtp.sendto
-        self._rtcp_sendto = rtcp.sendto
-        self.mux.add(rtp, self.receiver.read)
-        self.mux.add(rtcp, self._read_rtcp)
+        self.receiver.recv_into = sockets.rtp.recv_into
+        self.receiver.stray_recvfrom = sockets.stray.recvfrom
+        self._rtcp_sendto = sockets.rtcp.sendto
+        self.mux.add(sockets.rtp, self.receiver.read)
+        self.mux.add(sockets.stray, self.receiver.read_stray)
+        self.mux.add(sockets.rtcp, self._read_rtcp)
         return pair
 
     # --- negotiation --------------------------------------------------------------------
@@ -552,6 +571,16 @@ class RtpStream:
         self.clock_rate = stream.clock_rate
         self._rtp_addr = (str(address), stream.remote_rtp_port)
         self._rtcp_addr = (str(rtcp_address), stream.remote_rtcp_port)
+        if self._sockets is not None:
+            rtp = self._sockets.rtp
+            try:
+                rtp.connect(self._rtp_addr)
+            except OSError as error:
+                raise ValueError(
+                    f"cannot send RTP to {address}:{stream.remote_rtp_port}: "
+                    f"{error.strerror or error}"
+                ) from None
+            self._rtp_send = rtp.send
         self.receiver.enabled = stream.direction.receives
         if media is not None:
             if media is not self.media and self._started:
@@ -614,7 +643,7 @@ class RtpStream:
             self._send_rtcp(bye=True)
         self._started = False
         sockets, self._sockets = self._sockets, None
-        self._rtp_sendto = self._rtcp_sendto = None
+        self._rtp_send = self._rtcp_sendto = None
         if sockets is not None:
             for sock in sockets:
                 self.mux.remove(sock)
@@ -640,8 +669,8 @@ class RtpStream:
         due = self._due
         if due > now:
             return due
-        sendto = self._rtp_sendto
-        if sendto is None or now - due > self._max_late:
+        send = self._rtp_send
+        if send is None or now - due > self._max_late:
             return self._pace_behind(now)
         counts = self._late_counts
         while True:
@@ -650,10 +679,9 @@ class RtpStream:
             seq = self._seq
             mts = self._mts
             try:
-                sendto(
+                send(
                     _pack_header(0x80, self._second[i], seq, (self._ts0 + mts) & _U32, self.ssrc)
-                    + payload,
-                    self._rtp_addr,
+                    + payload
                 )
             except OSError:
                 # EAGAIN/ENOBUFS/unreachable: not sent, the sequence number still used.
@@ -679,7 +707,7 @@ class RtpStream:
         sequence number does not advance. Stopped inside a tick: nothing is sent, and the
         pacer drops the stream at the tick's end.
         """
-        if self._rtp_sendto is None:
+        if self._rtp_send is None:
             return now + 1.0
         start = self._start
         inv_rate = self._inv_rate
@@ -704,11 +732,14 @@ class RtpStream:
     def _new_source(self, ssrc: int) -> ReceiverStats:
         stats = ReceiverStats(ssrc, self.clock_rate, min_sequential=1)
         self.receiver.stats[ssrc] = stats
-        self.receiver._unchecked.add(ssrc)  # its next RTP packet is read with its address
         return stats
 
     def _check_source(self, ssrc: int, addr: Any) -> None:
-        """Log a source that sends from elsewhere than the SDP said (RFC 4961)."""
+        """Log, once per SSRC, a source that sends from elsewhere than the SDP said (RFC 4961)."""
+        self.stray_packets += 1
+        if ssrc in self._strays:
+            return
+        self._strays.add(ssrc)
         if self.negotiated is not None and tuple(addr[:2]) != self._rtp_addr:
             self.log.info(
                 "RTP source {ssrc:08x} sends from {source}, SDP said {expected}",
@@ -722,7 +753,7 @@ class RtpStream:
         if sock is None:
             return
         try:
-            data, addr = sock[1].recvfrom(_RECV_SIZE)
+            data, addr = sock.rtcp.recvfrom(_RECV_SIZE)
         except OSError:
             return
         self.rtcp_received_datagram(data, addr, now)

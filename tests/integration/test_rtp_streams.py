@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import random
+import socket
 from typing import Any
 
 from twisted.internet import defer, reactor
 from twisted.internet.task import deferLater
+from twisted.logger import globalLogPublisher
 from twisted.trial.unittest import TestCase
 
 from callmeter.media.call_media import CallMedia, MediaFactory, MediaPortsExhausted
 from callmeter.media.prepared import default_audio
 from callmeter.rtp.pacer import Pacer
+from callmeter.rtp.packet import build_packet
 from callmeter.rtp.ports import RtpPortAllocator
 from callmeter.sip.sdp import Direction
 
@@ -127,6 +130,35 @@ class CallMediaLoopbackTests(TestCase):
         self.assertGreater(r.packets_received, 15)
         self.assertEqual(c.packets_received, 0)
         self.assertGreaterEqual(r.rtcp_sent, 1)  # a receiver still reports (RR)
+
+    @defer.inlineCallbacks
+    def test_rtp_from_a_source_the_sdp_did_not_name_is_counted_and_logged_once(self) -> Any:
+        caller, callee = self.pair()
+        callee.start()
+        caller.start()
+        stream = callee.streams["audio"]
+        logged: list[dict[str, Any]] = []
+        observer = logged.append
+        globalLogPublisher.addObserver(observer)
+        self.addCleanup(globalLogPublisher.removeObserver, observer)
+        # Another program sends to the callee's RTP port with its own SSRC (RFC 4961 says a
+        # peer sends from where it receives; this one does not).
+        stranger = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.addCleanup(stranger.close)
+        stranger.bind(("127.0.0.1", 0))
+        for seq in range(20):
+            packet = build_packet(bytes(160), 0, False, seq, 160 * seq, 0x5EED)
+            stranger.sendto(packet, ("127.0.0.1", stream.local_port))
+        yield sleep(0.5)
+        self.assertEqual(stream.stray_packets, 20)
+        stray = stream.receiver.stats[0x5EED]
+        self.assertEqual(stray.packets, 20)
+        self.assertEqual(stray.snapshot().missing, 0)
+        peer = stream.receiver.stats[caller.streams["audio"].ssrc]
+        self.assertGreater(peer.packets, 15)  # the caller's own stream: the connected socket
+        sources = [e for e in logged if "sends from" in e.get("log_format", "")]
+        self.assertEqual(len(sources), 1)
+        self.assertEqual(sources[0]["source"], f"127.0.0.1:{stranger.getsockname()[1]}")
 
     def test_port_range_exhausted_is_a_clear_value_error(self) -> Any:
         small = RtpPortAllocator(42100, 42103)

@@ -24,7 +24,7 @@ from callmeter.rtp.rtcp import (
     ntp_middle32,
     parse_compound,
 )
-from callmeter.rtp.stream import RtpStream, one_way_delay_ms
+from callmeter.rtp.stream import RtpStream, _Sockets, one_way_delay_ms
 from callmeter.sip.sdp import Direction, NegotiatedStream
 
 PEER = ("192.0.2.7", 40000)
@@ -35,6 +35,13 @@ class FakeSocket:
         self.sent: list[tuple[float, bytes, Any]] = []
         self.clock: Clock | None = None
         self.closed = False
+        self.peer: Any = None
+
+    def connect(self, addr: Any) -> None:
+        self.peer = addr
+
+    def send(self, data: bytes) -> int:
+        return self.sendto(data, self.peer)
 
     def sendto(self, data: bytes, addr: Any) -> int:
         assert self.clock is not None
@@ -82,8 +89,7 @@ def make(
     stream = RtpStream(clock, pacer, FakeMux(), rng=random.Random(3), cname="me@test")  # type: ignore[arg-type]
     rtp, rtcp = FakeSocket(), FakeSocket()
     rtp.clock = rtcp.clock = clock
-    stream._sockets = (rtp, rtcp)  # type: ignore[assignment]
-    stream._rtp_sendto = rtp.sendto
+    stream._sockets = _Sockets(rtp, FakeSocket(), rtcp)  # type: ignore[arg-type]
     stream._rtcp_sendto = rtcp.sendto
     stream.configure(negotiated(direction), media or default_audio("PCMU", 1.0))
     return clock, pacer, stream, rtp, rtcp
