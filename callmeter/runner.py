@@ -22,6 +22,7 @@ from callmeter.config import Config, ConfigError, load_config
 from callmeter.display import Display
 from callmeter.engine.processes import ShardedRun
 from callmeter.engine.run import MediaFactory, TestRun
+from callmeter.limits import raise_open_files_limit
 from callmeter.plan import Plan, PlanError, parse_plan
 
 __all__ = ["RunOptions", "load_plan", "run_command", "write_calls_csv"]
@@ -87,6 +88,7 @@ def run_command(
 
     display = Display(err if options.json_output else out, plain=options.plain)
     outcome: dict[str, Any] = {}
+    raise_open_files_limit()  # three sockets per RTP stream in this process (one process)
 
     def main(reactor: Any) -> defer.Deferred[None]:
         from callmeter.engine.media import fetch_plan_media

@@ -33,6 +33,7 @@ from twisted.protocols.basic import LineReceiver
 from callmeter.config import ConfigError, load_config
 from callmeter.engine.metrics import MetricSet
 from callmeter.engine.run import Shard, TestRun
+from callmeter.limits import raise_open_files_limit
 from callmeter.logs import make_observer
 from callmeter.plan import PlanError, parse_plan
 
@@ -166,6 +167,7 @@ class _Child(LineReceiver):
 
 
 def main() -> None:
+    raise_open_files_limit()  # three sockets per RTP stream
     # Our stdout is the protocol: log warnings and errors to stderr, one text line each.
     globalLogBeginner.beginLoggingTo(
         [make_observer("warn", "text", sys.stderr)], redirectStandardIO=False
