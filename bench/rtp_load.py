@@ -3,6 +3,7 @@
     python bench/rtp_load.py --streams 1000 --seconds 20
     python bench/rtp_load.py --sweep --seconds 10        # 250 ... 2000 streams
     python bench/rtp_load.py --streams 1000 --tick 5     # pacer tick in ms
+    python bench/rtp_load.py --streams 1000 --bare       # and the bare-sockets floor, ratio
 
 The real engine on loopback: N/2 pairs of CallMedia (offer/answer, RtpStream with its RTP
 and RTCP sockets, the process-wide Pacer, ReceiverStats per packet, RTCP every ~5 s). Every
@@ -146,6 +147,113 @@ def run_one(
     return result
 
 
+def run_bare(streams: int, seconds: float, warmup: float) -> dict[str, Any]:
+    """The floor on this machine now: the same sockets and reactor, no engine.
+
+    ``streams`` connected UDP sockets in pairs on loopback, one epoll reader in the
+    reactor (as :class:`~callmeter.rtp.stream.UdpMux`), one 1 ms timer that sends each
+    socket's 172-octet packet every 20 ms (pack a header + send) and, per received packet,
+    ``recv_into`` and a counter: what TESTBED.md calls raw Twisted (0.31-0.36 of a core per
+    1,000 streams when it was measured). Our figure over this one is the cost of pacing by
+    the clock, lateness, receive statistics and RTCP.
+    """
+    import select
+    import socket
+    import struct
+
+    from twisted.internet import epollreactor
+
+    epollreactor.install()
+    from twisted.internet import reactor
+
+    raise_nofile(2 * streams + 256)
+    socks = []
+    for _ in range(streams):
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.bind(("127.0.0.1", 0))
+        sock.setblocking(False)
+        socks.append(sock)
+    for index, sock in enumerate(socks):
+        sock.connect(socks[index ^ 1].getsockname())
+    pack = struct.Struct("!BBHII").pack
+    payload = bytes(160)
+    buffer = bytearray(2048)
+    received = [0]
+    poller = select.epoll()
+    readers = {}
+    for sock in socks:
+        poller.register(sock.fileno(), select.EPOLLIN)
+        readers[sock.fileno()] = sock.recv_into
+
+    class Mux:
+        def fileno(self) -> int:
+            return poller.fileno()
+
+        def doRead(self) -> None:
+            for fd, _ in poller.poll(0):
+                readers[fd](buffer)
+                received[0] += 1
+
+        def logPrefix(self) -> str:
+            return "bare"
+
+        def connectionLost(self, reason: object) -> None:
+            return None
+
+    reactor.addReader(Mux())  # type: ignore[attr-defined]
+    rng = random.Random(1)
+    wheel: list[list[Any]] = [[] for _ in range(20)]
+    for sock in socks:
+        wheel[rng.randrange(20)].append([sock.send, rng.getrandbits(16), 0, rng.getrandbits(32)])
+    t0 = time.monotonic()
+    state = {"bucket": 0, "sent": 0}
+
+    def tick() -> None:
+        current = int((time.monotonic() - t0) * 1000)
+        while state["bucket"] <= current:
+            for entry in wheel[state["bucket"] % 20]:
+                send, seq, ts, ssrc = entry
+                send(pack(0x80, 0, seq, ts, ssrc) + payload)
+                entry[1] = (seq + 1) & 0xFFFF
+                entry[2] = (ts + 160) & 0xFFFFFFFF
+                state["sent"] += 1
+            state["bucket"] += 1
+        delay = state["bucket"] / 1000 - (time.monotonic() - t0)
+        reactor.callLater(max(0.0, delay), tick)  # type: ignore[attr-defined]
+
+    reactor.callLater(0, tick)  # type: ignore[attr-defined]
+    marks: dict[str, float] = {}
+    result: dict[str, Any] = {"streams": streams, "seconds": seconds}
+
+    def begin() -> None:
+        marks.update(wall=time.monotonic(), cpu=time.process_time(), sent=state["sent"])
+        marks["received"] = received[0]
+
+    def end() -> None:
+        wall = time.monotonic() - marks["wall"]
+        cpu = time.process_time() - marks["cpu"]
+        expected = streams * 50 * wall
+        result.update(
+            cpu_cores=cpu / wall,
+            cores_per_1000=cpu / wall / (streams / 1000),
+            achieved_pct=100 * (state["sent"] - marks["sent"]) / expected,
+            received_pct=100 * (received[0] - marks["received"]) / expected,
+        )
+        reactor.stop()  # type: ignore[attr-defined]
+
+    reactor.callLater(1.0 + warmup, begin)  # type: ignore[attr-defined]
+    reactor.callLater(1.0 + warmup + seconds, end)  # type: ignore[attr-defined]
+    reactor.run()  # type: ignore[attr-defined]
+    return result
+
+
+def subprocess_run(*args: str) -> dict[str, Any]:
+    out = subprocess.run(
+        [sys.executable, __file__, "--json", *args], check=True, capture_output=True, text=True
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
 HEADER = (
     f"{'streams':>7} {'tick':>4} {'cores':>6} {'/1000':>6} {'sent pps':>9} {'expected':>9} "
     f"{'sent %':>8} {'recv %':>8} {'late ms':>7} {'p99 ms':>7} {'max ms':>7} "
@@ -173,9 +281,34 @@ def main() -> None:
         "--per-socket", action="store_true", help="one reactor reader per socket (no epoll mux)"
     )
     parser.add_argument("--sweep", action="store_true", help="run 250 ... 2000 streams")
+    parser.add_argument(
+        "--bare",
+        action="store_true",
+        help="also run the bare-sockets floor (run_bare) at the same size and print the ratio",
+    )
     parser.add_argument("--json", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--bare-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.bare_only:
+        print(json.dumps(run_bare(args.streams, args.seconds, args.warmup)))
+        return
     if not args.sweep:
+        if args.bare:
+            common = ("--streams", str(args.streams), "--seconds", str(args.seconds))
+            result = subprocess_run(*common, "--warmup", str(args.warmup), "--tick", str(args.tick))
+            bare = subprocess_run(*common, "--warmup", str(args.warmup), "--bare-only")
+            print(HEADER)
+            print(row(result))
+            print(
+                f"bare sockets, same reactor (run_bare): {bare['cores_per_1000']:.3f} cores per "
+                f"1,000 streams (sent {bare['achieved_pct']:.3f} %, received "
+                f"{bare['received_pct']:.3f} %); ours / bare = "
+                f"{result['cores_per_1000'] / bare['cores_per_1000']:.2f}; ours scaled to "
+                f"TESTBED's raw-Twisted 0.31-0.36: "
+                f"{0.31 * result['cores_per_1000'] / bare['cores_per_1000']:.3f}-"
+                f"{0.36 * result['cores_per_1000'] / bare['cores_per_1000']:.3f}"
+            )
+            return
         result = run_one(args.streams, args.seconds, args.warmup, args.tick, args.per_socket)
         if args.json:
             print(json.dumps(result))
