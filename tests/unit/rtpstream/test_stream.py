@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import re
 import struct
 from typing import Any
 
@@ -235,6 +236,33 @@ def test_stop_sends_bye_closes_sockets_and_is_idempotent() -> None:
     assert len(rtp.sent) == sent
     assert stream.stop() is stream.closed  # idempotent
     assert stream.closed.called
+
+
+def test_a_new_peer_address_reconnects_the_rtp_socket() -> None:
+    clock, pacer, stream, rtp, _ = make()
+    stream.start()
+    advance(clock, 0.03)
+    assert {addr for _, _, addr in rtp.sent} == {PEER}
+    moved = negotiated()
+    object.__setattr__(moved, "remote_address", "192.0.2.99")
+    object.__setattr__(moved, "remote_rtp_port", 41000)
+    stream.configure(moved, default_audio("PCMU", 1.0))  # a re-INVITE moved the media
+    sent = len(rtp.sent)
+    advance(clock, 0.05)
+    assert len(rtp.sent) > sent
+    assert {addr for _, _, addr in rtp.sent[sent:]} == {("192.0.2.99", 41000)}
+
+
+def test_a_peer_we_cannot_connect_to_is_a_value_error() -> None:
+    clock, pacer, stream, rtp, _ = make()
+
+    def refuse(addr: Any) -> None:
+        raise OSError(101, "Network is unreachable")
+
+    rtp.connect = refuse  # type: ignore[method-assign]
+    expected = re.escape("cannot send RTP to 192.0.2.7:40000: Network is unreachable")
+    with pytest.raises(ValueError, match=expected):
+        stream.configure(negotiated(), default_audio("PCMU", 0.2))
 
 
 def test_configure_rejects_unusable_descriptions() -> None:
