@@ -32,14 +32,9 @@ from typing import Any
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
+from callmeter.limits import raise_open_files_limit
+
 SWEEP = (250, 500, 1000, 1500, 2000)
-
-
-def raise_nofile(needed: int) -> None:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < needed:
-        target = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
-        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
 
 
 def run_one(
@@ -58,7 +53,7 @@ def run_one(
     from callmeter.rtp.stream import UdpMux
 
     pairs = streams // 2
-    raise_nofile(4 * pairs + 256)
+    raise_open_files_limit()
     pacer = Pacer(reactor, tick=tick_ms / 1000.0)
     factory = MediaFactory(
         reactor=reactor,  # type: ignore[arg-type]
@@ -166,7 +161,7 @@ def run_bare(streams: int, seconds: float, warmup: float) -> dict[str, Any]:
     epollreactor.install()
     from twisted.internet import reactor
 
-    raise_nofile(2 * streams + 256)
+    raise_open_files_limit()
     socks = []
     for _ in range(streams):
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)

@@ -489,7 +489,7 @@ class TestRun:
         if end < len(calls):
             self._later(0, self._emit_window, calls, end)
             return
-        window = self._window(sampled=True)
+        window = self._take_window()
         if self.on_window is not None:
             try:
                 self.on_window(window)
@@ -511,10 +511,14 @@ class TestRun:
             self.metrics[group].stream_progress(stream, before)
         self._counted[call] = current
 
-    def _window(self, sampled: bool = False) -> dict[str, Any]:
-        if not sampled:
-            for call in list(self._media):
-                self._sample(call)
+    def _window(self) -> dict[str, Any]:
+        """Sample every call that is up, at once, and take the window (the final one)."""
+        for call in list(self._media):
+            self._sample(call)
+        return self._take_window()
+
+    def _take_window(self) -> dict[str, Any]:
+        """Close the window over what was sampled into it."""
         self.window_seq += 1
         now = self.reactor.seconds()
         sets = {name: metrics.take_window() for name, metrics in self.metrics.items()}

@@ -370,8 +370,6 @@ class RtpStream:
         "_max_late",
         "_mts",
         "_n",
-        "_octets",
-        "_packets",
         "_payloads",
         "_rng",
         "_rtcp_addr",
@@ -468,8 +466,6 @@ class RtpStream:
         self._index = 0
         self._start = 0.0
         self._due = 0.0  # start + mts / clock_rate: when the next packet is due
-        self._packets = 0  # sent (not counting send errors)
-        self._octets = 0  # their payload octets (the SR's sender octet count, 6.4.1)
         self._inv_rate = 1.0 / clock_rate
         self._payloads: tuple[bytes, ...] = ()
         self._second: tuple[int, ...] = ()
@@ -687,8 +683,9 @@ class RtpStream:
                 # EAGAIN/ENOBUFS/unreachable: not sent, the sequence number still used.
                 self.send_errors += 1
             else:
-                self._packets += 1
-                self._octets += len(payload)
+                sender = self.sender
+                sender.packets += 1
+                sender.octets += len(payload)
             counts[int((now - due) * self._late_inv)] += 1  # 0 <= late <= max_late here
             self._seq = (seq + 1) & 0xFFFF
             mts += self._incs[i]
@@ -735,12 +732,16 @@ class RtpStream:
         return stats
 
     def _check_source(self, ssrc: int, addr: Any) -> None:
-        """Log, once per SSRC, a source that sends from elsewhere than the SDP said (RFC 4961)."""
-        self.stray_packets += 1
-        if ssrc in self._strays:
+        """Count a packet from elsewhere than the SDP said; log its SSRC once (RFC 4961).
+
+        Before :meth:`configure` the second socket may also get the peer's own packets
+        (nothing is connected yet): those are not strays.
+        """
+        if self.negotiated is None or tuple(addr[:2]) == self._rtp_addr:
             return
-        self._strays.add(ssrc)
-        if self.negotiated is not None and tuple(addr[:2]) != self._rtp_addr:
+        self.stray_packets += 1
+        if ssrc not in self._strays:
+            self._strays.add(ssrc)
             self.log.info(
                 "RTP source {ssrc:08x} sends from {source}, SDP said {expected}",
                 ssrc=ssrc,
@@ -801,21 +802,15 @@ class RtpStream:
     @property
     def packets_sent(self) -> int:
         """RTP packets sent so far (send errors not counted)."""
-        return self._packets
+        return self.sender.packets
 
     @property
     def octets_sent(self) -> int:
         """Their payload octets (RTP headers not counted, as the SR's octet count)."""
-        return self._octets
-
-    def _sync_sender(self) -> None:
-        """Copy the hot path's counters into :attr:`sender` (its SR and snapshot fields)."""
-        self.sender.packets = self._packets
-        self.sender.octets = self._octets
+        return self.sender.octets
 
     def rtcp_compound(self, now: float, bye: bool = False) -> bytes:
         """The compound packet to send at ``now``: SR or RR, SDES CNAME, BYE (6.1)."""
-        self._sync_sender()
         blocks = [s.report_block(now) for s in self.receiver.stats.values() if s.valid]
         first, extra = tuple(blocks[:31]), blocks[31:]
         report: SenderReport | ReceiverReport
@@ -843,7 +838,6 @@ class RtpStream:
 
     def snapshot(self) -> StreamSnapshot:
         """Cumulative figures of this stream (no reset)."""
-        self._sync_sender()
         sources = [s.snapshot() for s in self.receiver.stats.values()]
         main = max(sources, key=lambda s: s.packets, default=None)
         expected = sum(s.expected for s in sources)

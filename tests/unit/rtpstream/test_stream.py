@@ -265,6 +265,18 @@ def test_a_peer_we_cannot_connect_to_is_a_value_error() -> None:
         stream.configure(negotiated(), default_audio("PCMU", 0.2))
 
 
+def test_only_sources_other_than_the_sdp_peer_are_strays() -> None:
+    clock, pacer, stream, _, _ = make()
+    stray = stream.receiver.datagram_received
+    stray(build_packet(b"x", 0, False, 1, 160, 0xABCD), PEER, 1000.0)
+    assert stream.stray_packets == 0  # the peer itself, on the second socket
+    for seq in (1, 2):
+        stray(build_packet(b"x", 0, False, seq, 160, 0x5EED), ("192.0.2.8", 5000), 1000.0)
+    assert stream.stray_packets == 2
+    assert stream._strays == {0x5EED}
+    assert stream.snapshot().packets_received == 3  # strays are counted like the others
+
+
 def test_configure_rejects_unusable_descriptions() -> None:
     clock, pacer, stream, _, _ = make()
     bad = negotiated()
