@@ -9,7 +9,7 @@ python3-twisted's copy).
 import re
 from pathlib import Path
 
-from setuptools import find_packages, setup
+from setuptools import Extension, find_packages, setup
 
 HERE = Path(__file__).parent
 VERSION = re.search(
@@ -25,7 +25,15 @@ setup(
     license="MIT",
     python_requires=">=3.11",
     packages=[*find_packages(include=["callmeter", "callmeter.*"]), "twisted.plugins"],
-    package_data={"callmeter": ["py.typed"]},
+    package_data={"callmeter": ["py.typed", "rtp/_fastpath.pyi"]},
+    # The per-packet work of the media plane (callmeter/rtp/_fastpath.c): C, Linux (epoll).
+    ext_modules=[
+        Extension(
+            "callmeter.rtp._fastpath",
+            ["callmeter/rtp/_fastpath.c"],
+            extra_compile_args=["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter"],
+        )
+    ],
     install_requires=[
         "twisted>=22.4",
         "autobahn>=22.7",

@@ -27,6 +27,7 @@ injected (``twisted.internet.task.Clock`` in tests).
 
 from __future__ import annotations
 
+from array import array
 from math import ceil as _ceil
 from typing import Protocol
 
@@ -65,7 +66,8 @@ class Lateness:
 
     ``counts[i]`` counts packets sent between ``i`` and ``i + 1`` bins late; the last bin
     holds everything later. Packets sent early (negative lateness) land in bin 0. One
-    integer index and one list store per packet: cheap enough for the hot path.
+    integer index and one store per packet: cheap enough for the hot path. ``counts`` is an
+    ``array('q')``: the C send path (:class:`~callmeter.rtp._fastpath.SendState`) writes it.
     """
 
     __slots__ = ("bins", "counts", "inv_width", "last", "skipped", "width")
@@ -78,7 +80,7 @@ class Lateness:
         # Every lateness in [0, limit] has its own bin (the sender relies on it, no clamp).
         self.bins = int(limit * self.inv_width) + 2
         self.last = self.bins - 1
-        self.counts = [0] * self.bins
+        self.counts = array("q", bytes(8 * self.bins))
         self.skipped = 0
 
     def record(self, late: float) -> None:
@@ -102,7 +104,8 @@ class Lateness:
 
     def reset(self) -> None:
         """Start counting afresh (for instance after a warm-up); senders keep the list."""
-        self.counts[:] = [0] * self.bins
+        for index in range(self.bins):
+            self.counts[index] = 0
         self.skipped = 0
 
 

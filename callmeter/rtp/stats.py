@@ -1,8 +1,11 @@
 """Per-SSRC RTP receive and send statistics (RFC 3550 appendix A.1, A.3, A.8), sans-IO.
 
 :class:`ReceiverStats` is fed ``on_packet(seq, rtp_ts, arrival, size)`` for every packet
-of one source and costs O(1) with no allocation beyond Python's own integers: it runs for
-every packet of every stream (bench/rtp_stats.py measures it).
+of one source and costs O(1): it runs for every packet of every stream. The per-packet part
+(the next packet in sequence, and the A.8 jitter of every packet) is C, in the base class
+:class:`~callmeter.rtp._fastpath.SeqState`, which holds those fields; every other packet
+comes back to :meth:`ReceiverStats._unusual` here, on the same fields (bench/rtp_stats.py
+and bench/rtp_load.py measure it).
 
 Choices made where RFC 3550 leaves room (each one tested):
 
@@ -38,6 +41,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+from callmeter.rtp._fastpath import SendCounters, SeqState
 from callmeter.rtp.rtcp import (
     ReportBlock,
     SenderReport,
@@ -97,7 +101,7 @@ class ReceiverSnapshot:
         return asdict(self)
 
 
-class ReceiverStats:
+class ReceiverStats(SeqState):
     """Receive statistics of one SSRC: RFC 3550 A.1 (sequence), A.3 (loss), A.8 (jitter).
 
     ``arrival`` times are seconds (``reactor.seconds()``); use the same clock for
@@ -107,28 +111,18 @@ class ReceiverStats:
     __slots__ = (
         "_bad_seq",
         "_base",
-        "_cycles",
         "_expected_offset",
         "_expected_prior",
-        "_jitter",
-        "_last_arrival",
-        "_last_ts",
         "_lsr",
-        "_max_seq",
         "_min_sequential",
         "_missing",
-        "_next_seq",
         "_probation",
-        "_rate",
-        "_received",
         "_received_prior",
         "_sr_arrival",
-        "bytes",
         "clock_rate",
         "discarded",
         "duplicates",
         "out_of_order",
-        "packets",
         "restarts",
         "ssrc",
     )
@@ -167,32 +161,9 @@ class ReceiverStats:
 
     # --- the per-packet path ------------------------------------------------------------
 
-    def on_packet(self, seq: int, rtp_ts: int, arrival: float, size: int) -> None:
-        """Account one received packet (16-bit ``seq``, 32-bit ``rtp_ts``, seconds, octets).
-
-        The next packet in sequence takes the short path (a few integer operations and
-        the jitter update); everything else goes through :meth:`_unusual`.
-        """
-        self.packets += 1
-        self.bytes += size
-        if seq == self._next_seq:
-            self._max_seq = seq
-            self._next_seq = (seq + 1) & 0xFFFF
-            if seq == 0:
-                self._cycles += RTP_SEQ_MOD  # 65535 -> 0: a new cycle (A.1)
-            self._received += 1
-        elif self._unusual(seq, rtp_ts, arrival):
-            return
-        # Interarrival jitter (A.8): D = (Rj - Ri) - (Sj - Si), J += (|D| - J) / 16.
-        dts = (rtp_ts - self._last_ts) & _U32
-        if dts > 0x7FFFFFFF:
-            dts -= 0x100000000
-        d = (arrival - self._last_arrival) * self._rate - dts
-        if d < 0.0:
-            d = -d
-        self._jitter += (d - self._jitter) * 0.0625
-        self._last_ts = rtp_ts
-        self._last_arrival = arrival
+    # on_packet(seq, rtp_ts, arrival, size) is SeqState's (C): the next packet in
+    # sequence there, anything else through _unusual; then the A.8 jitter update,
+    # D = (Rj - Ri) - (Sj - Si), J += (|D| - J) / 16, timestamps modulo 2**32.
 
     def _unusual(self, seq: int, rtp_ts: int, arrival: float) -> bool:
         """Every packet but the next in sequence (A.1). True when it gives no jitter sample."""
@@ -388,17 +359,16 @@ class ReceiverStats:
         )
 
 
-class SenderStats:
+class SenderStats(SendCounters):
     """What a sender counts (RFC 3550 6.4.1 sender info) and the RTT it measures.
 
-    The pacer may call :meth:`on_sent` or bump ``packets``/``octets`` itself. ``octets``
-    are payload octets, as the SR's sender's octet count defines them.
+    ``packets``/``octets`` live in the C base :class:`~callmeter.rtp._fastpath.SendCounters`,
+    where the stream's send path counts them; :meth:`on_sent` does the same from Python.
+    ``octets`` are payload octets, as the SR's sender's octet count defines them.
     """
 
     __slots__ = (
         "last_report",
-        "octets",
-        "packets",
         "rtt",
         "rtt_count",
         "rtt_max",

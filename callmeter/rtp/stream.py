@@ -33,7 +33,6 @@ from __future__ import annotations
 import ipaddress
 import random
 import secrets
-import select
 import socket
 import struct
 from collections.abc import Callable
@@ -46,6 +45,7 @@ from twisted.logger import Logger
 
 from callmeter.media.prepared import PreparedMedia
 from callmeter.quality import emodel
+from callmeter.rtp._fastpath import Dispatch, ReaderState, SendState
 from callmeter.rtp.pacer import Pacer
 from callmeter.rtp.ports import PortPair, RtpPortAllocator, bind_pair
 from callmeter.rtp.rtcp import (
@@ -76,10 +76,7 @@ DEFAULT_RTCP_INTERVAL = 5.0
 
 _U32 = 0xFFFFFFFF
 _RECV_SIZE = 65536  # any UDP datagram whole: the byte counts stay right
-#: The process's receive buffer: the reactor thread reads one datagram at a time into it.
-_BUFFER = bytearray(_RECV_SIZE)
 _HEADER = struct.Struct("!BBHII")
-_pack_header = _HEADER.pack
 _unpack_header = _HEADER.unpack_from
 
 
@@ -102,10 +99,6 @@ class StreamReactor(Protocol):
 
 
 Handler = Callable[[float], None]
-
-
-def _removed(now: float) -> None:
-    """The handler of a socket removed while its readiness was being reported."""
 
 
 class _SocketReader:
@@ -135,37 +128,35 @@ class UdpMux:
     Receiving stays in the reactor thread and loop, but instead of one reactor reader per
     socket (Twisted's dispatch: logging context, ``doRead`` loop that ends in an EAGAIN
     exception, about half the receive cost measured by bench/rtp_load.py), a private
-    level-triggered epoll set holds the sockets and its descriptor is the reactor's
-    reader: one reactor event per batch, then one read per ready socket. The
-    arrival time of a batch is read once, when the poll returned (the packets were all
-    queued by then). Without ``select.epoll`` (or with ``per_socket=True``) each socket
-    is its own reactor reader.
+    level-triggered epoll set (:class:`~callmeter.rtp._fastpath.Dispatch`) holds the
+    sockets and its descriptor is the reactor's reader: one reactor event per batch, then
+    one read per ready socket, in C for a stream's RTP socket (an ``_RtpReceiver``) and a
+    call of the handler for the others. The arrival time of a batch is read once, when the
+    reactor reported it (the packets were all queued by then). With ``per_socket=True``
+    each socket is its own reactor reader instead (bench/rtp_load.py compares the two).
     """
+
+    log = Logger()
 
     def __init__(self, reactor: StreamReactor, *, per_socket: bool = False) -> None:
         self._reactor = reactor
         self._seconds = reactor.seconds
-        self._handlers: dict[int, Handler] = {}
         self._readers: dict[int, _SocketReader] = {}
-        self._epoll: Any = None
-        if not per_socket and hasattr(select, "epoll"):
-            self._epoll = select.epoll()
+        self._dispatch: Dispatch | None = None if per_socket else Dispatch()
         self._watching = False
 
     def __len__(self) -> int:
-        return len(self._handlers)
+        return len(self._readers) if self._dispatch is None else len(self._dispatch)
 
     def add(self, sock: socket.socket, handler: Handler) -> None:
         """Call ``handler(arrival_time)`` whenever ``sock`` is readable."""
         fd = sock.fileno()
-        if self._epoll is None:
+        if self._dispatch is None:
             reader = _SocketReader(sock, handler, self._seconds)
             self._readers[fd] = reader
-            self._handlers[fd] = handler
             self._reactor.addReader(reader)
             return
-        self._epoll.register(fd, select.EPOLLIN)
-        self._handlers[fd] = handler
+        self._dispatch.register(fd, handler)
         if not self._watching:
             self._watching = True
             self._reactor.addReader(self)
@@ -173,25 +164,28 @@ class UdpMux:
     def remove(self, sock: socket.socket) -> None:
         """Stop watching ``sock`` (before closing it)."""
         fd = sock.fileno()
-        if self._handlers.pop(fd, None) is None:
+        if self._dispatch is None:
+            reader = self._readers.pop(fd, None)
+            if reader is not None:
+                self._reactor.removeReader(reader)
             return
-        if self._epoll is None:
-            self._reactor.removeReader(self._readers.pop(fd))
-            return
-        self._epoll.unregister(fd)
-        if not self._handlers and self._watching:
+        if self._dispatch.unregister(fd) and not len(self._dispatch) and self._watching:
             self._watching = False
             self._reactor.removeReader(self)
 
     # IReadDescriptor of the epoll set
     def fileno(self) -> int:
-        return int(self._epoll.fileno())
+        assert self._dispatch is not None
+        return self._dispatch.fileno()
 
     def doRead(self) -> None:
-        now = self._seconds()
-        get = self._handlers.get
-        for fd, _ in self._epoll.poll(0):
-            get(fd, _removed)(now)  # removed by an earlier handler of this batch: no-op
+        assert self._dispatch is not None
+        try:
+            self._dispatch.dispatch(self._seconds())
+        except Exception:
+            # One stream's bug must not stop every stream's receiving (the reactor would
+            # drop this reader): the rest of the batch is still ready and comes next turn.
+            self.log.failure("RTP/RTCP receive handler failed")
 
     def logPrefix(self) -> str:
         return "UdpMux"
@@ -265,27 +259,27 @@ class StreamSnapshot:
         return asdict(self)
 
 
-class _RtpReceiver:
+class _RtpReceiver(ReaderState):
     """The RTP sockets' reader: O(1) statistics per packet, nothing else (the hot path).
 
     The stream's main RTP socket is connected to the SDP's address once negotiated, so the
-    kernel hands it only that peer's datagrams; they are read with ``recv_into`` into the
-    process's one receive buffer: no bytes object and no address tuple per packet
-    (``recvfrom`` costs about 1 us more). Datagrams from anywhere else arrive on the
-    stream's second socket on the same port (see :meth:`RtpStream.open`) and go through
-    :meth:`read_stray`, which reads their address and has the stream log the source once
-    per SSRC (RFC 4961, symmetric RTP). Every packet is counted either way.
+    kernel hands it only that peer's datagrams. Reading them is the C base class's
+    (:class:`~callmeter.rtp._fastpath.ReaderState`, called with the arrival time): one
+    ``recv`` into the process's receive buffer, the header's sequence number, timestamp
+    and SSRC, and the SSRC's :class:`ReceiverStats` fed in C, with no Python object per
+    packet; it comes back here for a new SSRC (:meth:`_source`) and for a datagram that
+    is not RTP or arrives while receiving is off (:meth:`datagram_received`). Datagrams
+    from anywhere else arrive on the stream's second socket on the same port (see
+    :meth:`RtpStream.open`) and go through :meth:`read_stray`, which reads their address
+    and has the stream log the source once per SSRC (RFC 4961, symmetric RTP). Every
+    packet is counted either way.
     """
 
     __slots__ = (
         "__dict__",
-        "_last",
-        "_last_ssrc",
         "_stream",
-        "enabled",
         "ignored",
         "invalid",
-        "recv_into",
         "stats",
         "stray_recvfrom",
     )
@@ -296,25 +290,10 @@ class _RtpReceiver:
         self.enabled = True
         self.invalid = 0
         self.ignored = 0
+        self._fd = -1
         self._last_ssrc = -1
-        self._last: ReceiverStats | None = None
-        self.recv_into: Callable[[bytearray], int] | None = None
+        self._last = None
         self.stray_recvfrom: Callable[[int], tuple[bytes, Any]] | None = None
-
-    def read(self, now: float) -> None:
-        """The main socket is readable: take one datagram (level-triggered: more come again)."""
-        try:
-            size = self.recv_into(_BUFFER)  # type: ignore[misc]
-        except OSError:
-            return  # EAGAIN after a spurious wake-up; ICMP errors on UDP
-        if size < 12 or _BUFFER[0] & 0xC0 != 0x80 or not self.enabled:
-            self.datagram_received(bytes(_BUFFER[:size]), None, now)  # not counted: why
-            return
-        _, _, seq, ts, ssrc = _unpack_header(_BUFFER)
-        if ssrc == self._last_ssrc:
-            self._last.on_packet(seq, ts, now, size)  # type: ignore[union-attr]
-        else:
-            self._source(ssrc).on_packet(seq, ts, now, size)
 
     def read_stray(self, now: float) -> None:
         """The second socket is readable: a datagram from a source the SDP did not name."""
@@ -347,7 +326,7 @@ class _RtpReceiver:
         return stats
 
 
-class RtpStream:
+class RtpStream(SendState):
     """One media stream (audio or video) of a call: RTP + RTCP sockets, sender, statistics.
 
     Life cycle: :meth:`open` (bind a port pair; the SDP needs the port), :meth:`configure`
@@ -356,35 +335,20 @@ class RtpStream:
     closed, :attr:`closed` fires then).
     """
 
-    # Slots: the send path reads a dozen of these per packet (bench/rtp_load.py); the
-    # __dict__ keeps instances open to test instrumentation.
+    # The send path's fields (_due, _seq, _mts, _payloads, ...) and pace() are the C base
+    # class's (SendState); slots for the rest, and a __dict__ for test instrumentation.
     __slots__ = (
         "__dict__",
         "_allocator",
-        "_due",
-        "_incs",
-        "_index",
-        "_inv_rate",
-        "_late_counts",
-        "_late_inv",
-        "_max_late",
-        "_mts",
-        "_n",
-        "_payloads",
         "_rng",
         "_rtcp_addr",
         "_rtcp_call",
         "_rtcp_sendto",
         "_rtp_addr",
-        "_rtp_send",
-        "_second",
-        "_seq",
         "_sockets",
-        "_start",
         "_started",
         "_stopped",
         "_strays",
-        "_ts0",
         "byes",
         "clock_rate",
         "closed",
@@ -403,14 +367,11 @@ class RtpStream:
         "rtcp_invalid",
         "rtcp_received",
         "rtcp_sent",
-        "send_errors",
-        "sender",
-        "skipped",
-        "ssrc",
         "stray_packets",
     )
 
     log = Logger()
+    sender: SenderStats  # the C base's field, with this type
 
     def __init__(
         self,
@@ -452,7 +413,7 @@ class RtpStream:
         self.closed: defer.Deferred[None] = defer.Deferred()
         self._allocator: RtpPortAllocator | None = None
         self._sockets: _Sockets | None = None
-        self._rtp_send: Callable[[bytes], Any] | None = None
+        self._rtp_send = None
         self._rtcp_sendto: Callable[[bytes, Any], Any] | None = None
         self._rtp_addr: tuple[str, int] = ("", 0)
         self._rtcp_addr: tuple[str, int] = ("", 0)
@@ -467,10 +428,11 @@ class RtpStream:
         self._start = 0.0
         self._due = 0.0  # start + mts / clock_rate: when the next packet is due
         self._inv_rate = 1.0 / clock_rate
-        self._payloads: tuple[bytes, ...] = ()
-        self._second: tuple[int, ...] = ()
-        self._incs: tuple[int, ...] = ()
+        self._payloads = ()
+        self._second = ()
+        self._incs = ()
         self._n = 0
+        self._rtp_fd = -1
         lateness = pacer.lateness
         self._late_counts = lateness.counts
         self._late_inv = lateness.inv_width
@@ -527,10 +489,10 @@ class RtpStream:
         self.pair = pair
         self._allocator = allocator
         self._sockets = sockets
-        self.receiver.recv_into = sockets.rtp.recv_into
+        self.receiver._fd = sockets.rtp.fileno()
         self.receiver.stray_recvfrom = sockets.stray.recvfrom
         self._rtcp_sendto = sockets.rtcp.sendto
-        self.mux.add(sockets.rtp, self.receiver.read)
+        self.mux.add(sockets.rtp, self.receiver)
         self.mux.add(sockets.stray, self.receiver.read_stray)
         self.mux.add(sockets.rtcp, self._read_rtcp)
         return pair
@@ -577,16 +539,18 @@ class RtpStream:
                     f"{error.strerror or error}"
                 ) from None
             self._rtp_send = rtp.send
+            # The C send path writes to the descriptor itself (a test's fake: _rtp_send).
+            self._rtp_fd = rtp.fileno() if isinstance(rtp, socket.socket) else -1
         self.receiver.enabled = stream.direction.receives
         if media is not None:
             if media is not self.media and self._started:
                 # A codec change mid-call: the next packet keeps its due time and timestamp.
                 self._rebase(self._start + self._mts * self._inv_rate)
             self.media = media
-            self._payloads = media.payloads
-            self._incs = media.ts_increments
+            self._payloads = tuple(media.payloads)
+            self._incs = tuple(media.ts_increments)
             self._n = media.packets
-            self._second = media.second_bytes(stream.payload_type)
+            self._second = tuple(media.second_bytes(stream.payload_type))
             self._index %= self._n
         self._inv_rate = 1.0 / stream.clock_rate
         self._due = self._start + self._mts * self._inv_rate
@@ -640,6 +604,7 @@ class RtpStream:
         self._started = False
         sockets, self._sockets = self._sockets, None
         self._rtp_send = self._rtcp_sendto = None
+        self._rtp_fd = self.receiver._fd = -1
         if sockets is not None:
             for sock in sockets:
                 self.mux.remove(sock)
@@ -655,47 +620,12 @@ class RtpStream:
         """The first packet is due when the stream starts."""
         return self._due
 
-    def pace(self, now: float) -> float:
-        """Send every packet due by ``now`` (skip ahead past ``max_late``); next due time.
-
-        The hot path: one call per packet at load, so the common case (one packet due,
-        less than ``max_late`` behind) reads the stream's state directly and does nothing
-        else; a stall or a stopped stream goes to :meth:`_pace_behind`.
-        """
-        due = self._due
-        if due > now:
-            return due
-        send = self._rtp_send
-        if send is None or now - due > self._max_late:
-            return self._pace_behind(now)
-        counts = self._late_counts
-        while True:
-            i = self._index
-            payload = self._payloads[i]
-            seq = self._seq
-            mts = self._mts
-            try:
-                send(
-                    _pack_header(0x80, self._second[i], seq, (self._ts0 + mts) & _U32, self.ssrc)
-                    + payload
-                )
-            except OSError:
-                # EAGAIN/ENOBUFS/unreachable: not sent, the sequence number still used.
-                self.send_errors += 1
-            else:
-                sender = self.sender
-                sender.packets += 1
-                sender.octets += len(payload)
-            counts[int((now - due) * self._late_inv)] += 1  # 0 <= late <= max_late here
-            self._seq = (seq + 1) & 0xFFFF
-            mts += self._incs[i]
-            self._mts = mts
-            i += 1
-            self._index = i if i < self._n else 0
-            due = self._start + mts * self._inv_rate
-            self._due = due
-            if due > now:
-                return due
+    # pace(now) is SendState's (C), the hot path: one call per packet at load. It sends
+    # every packet due by ``now`` (header: 0x80, the payload's M bit and PT, sequence
+    # number, _ts0 + media time, SSRC; section 5.1) on the connected socket's descriptor,
+    # counts it in ``sender`` or ``send_errors`` (the sequence number is used either way)
+    # and its lateness in the pacer's bins, and returns the next due time; more than
+    # ``max_late`` behind, or stopped, it calls _pace_behind.
 
     def _pace_behind(self, now: float) -> float:
         """More than ``max_late`` behind: skip to the newest overdue packet, then send it.
@@ -704,7 +634,7 @@ class RtpStream:
         sequence number does not advance. Stopped inside a tick: nothing is sent, and the
         pacer drops the stream at the tick's end.
         """
-        if self._rtp_send is None:
+        if self._rtp_send is None and self._rtp_fd < 0:
             return now + 1.0
         start = self._start
         inv_rate = self._inv_rate
