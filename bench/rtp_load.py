@@ -38,7 +38,12 @@ SWEEP = (250, 500, 1000, 1500, 2000)
 
 
 def run_one(
-    streams: int, seconds: float, warmup: float, tick_ms: float, per_socket: bool = False
+    streams: int,
+    seconds: float,
+    warmup: float,
+    tick_ms: float,
+    per_socket: bool = False,
+    precise: bool = True,
 ) -> dict[str, Any]:
     """Run the load in this process (with a fresh epoll reactor) and return the figures."""
     from twisted.internet import epollreactor
@@ -54,7 +59,7 @@ def run_one(
 
     pairs = streams // 2
     raise_open_files_limit()
-    pacer = Pacer(reactor, tick=tick_ms / 1000.0)
+    pacer = Pacer(reactor, tick=tick_ms / 1000.0, precise=precise)
     factory = MediaFactory(
         reactor=reactor,  # type: ignore[arg-type]
         pacer=pacer,
@@ -93,6 +98,7 @@ def run_one(
         "seconds": seconds,
         "tick_ms": tick_ms,
         "mux": "per-socket" if per_socket else "epoll",
+        "wakeup": "timerfd" if precise else "callLater",
     }
     marks: dict[str, Any] = {}
 
@@ -275,6 +281,11 @@ def main() -> None:
     parser.add_argument(
         "--per-socket", action="store_true", help="one reactor reader per socket (no epoll mux)"
     )
+    parser.add_argument(
+        "--call-later",
+        action="store_true",
+        help="the pacer sleeps with callLater (whole-ms epoll timeouts), not a timerfd",
+    )
     parser.add_argument("--sweep", action="store_true", help="run 250 ... 2000 streams")
     parser.add_argument(
         "--bare",
@@ -304,7 +315,14 @@ def main() -> None:
                 f"{0.36 * result['cores_per_1000'] / bare['cores_per_1000']:.3f}"
             )
             return
-        result = run_one(args.streams, args.seconds, args.warmup, args.tick, args.per_socket)
+        result = run_one(
+            args.streams,
+            args.seconds,
+            args.warmup,
+            args.tick,
+            args.per_socket,
+            precise=not args.call_later,
+        )
         if args.json:
             print(json.dumps(result))
             return
@@ -319,6 +337,7 @@ def main() -> None:
                 *(sys.executable, __file__, "--json", "--streams", str(streams)),
                 *("--seconds", str(args.seconds), "--warmup", str(args.warmup)),
                 *("--tick", str(args.tick), *(["--per-socket"] if args.per_socket else [])),
+                *(["--call-later"] if args.call_later else []),
             ],
             check=True,
             capture_output=True,

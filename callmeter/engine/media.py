@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from twisted.internet import defer
+from twisted.internet.interfaces import IReactorFDSet
 
 from callmeter.config import Config
 from callmeter.engine.metrics import StreamResult
@@ -137,7 +138,8 @@ def media_factory(
     ``files`` maps the plan's media URLs to local paths (:func:`fetch_plan_media`).
     """
     files = files or {}
-    pacer = Pacer(reactor)
+    # A real reactor: the pacer sleeps on a timerfd (exact, where epoll's timeout is whole ms).
+    pacer = Pacer(reactor, precise=IReactorFDSet.providedBy(reactor))
     mux = UdpMux(reactor)  # one receive multiplexer for every stream of the process
     allocator = RtpPortAllocator(config.rtp_port_min, config.rtp_port_max)
     encoded: dict[tuple[str, str | None], PreparedMedia] = {}

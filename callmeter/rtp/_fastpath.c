@@ -15,11 +15,16 @@
  *                 connected RTP socket (section 5.1 header fields) and feed the SSRC's
  *                 statistics; a datagram that is not RTP version 2, or arrives while
  *                 receiving is off, goes to ``datagram_received``, a new SSRC to ``_source``.
+ *                 The arrival time is the kernel's receive timestamp when the socket has
+ *                 SO_TIMESTAMPNS on (``timestamp_arrivals``), else the time the reactor
+ *                 reported the socket readable.
  *   SendState     base of stream.RtpStream: ``pace(now)`` sends every packet due by ``now``
  *                 (header rewritten: sequence number, timestamp, SSRC; section 5.1), counts
  *                 the send lateness, and leaves stalls to ``_pace_behind``.
  *   Dispatch      a private level-triggered epoll set of sockets: ``dispatch(now)`` reads
  *                 every ready socket, a ReaderState directly, anything else by calling it.
+ *   TimerFd       a Linux timerfd on the wall clock, for the pacer's wake-ups: epoll's own
+ *                 timeout is whole milliseconds (rounded up), a timerfd is exact.
  *
  * The reactor thread is the only caller (the GIL is held throughout), so one receive and
  * one send buffer serve the process.
@@ -33,6 +38,8 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
+#include <sys/timerfd.h>
+#include <time.h>
 #include <unistd.h>
 
 #define RTP_SEQ_MOD 65536LL
@@ -278,9 +285,25 @@ reader_read(ReaderState *r, double now)
     if (r->fd < 0) {
         return 0;
     }
-    ssize_t size = recv(r->fd, rx_buffer, BUFFER_SIZE, 0);
+    union {
+        char buffer[CMSG_SPACE(sizeof(struct timespec))];
+        struct cmsghdr align;
+    } control;
+    struct iovec iov = {.iov_base = rx_buffer, .iov_len = BUFFER_SIZE};
+    struct msghdr message = {.msg_iov = &iov,
+                             .msg_iovlen = 1,
+                             .msg_control = control.buffer,
+                             .msg_controllen = sizeof control.buffer};
+    ssize_t size = recvmsg(r->fd, &message, 0);
     if (size < 0) {
         return 0; /* EAGAIN after a spurious wake-up; ICMP errors on UDP */
+    }
+    for (struct cmsghdr *c = CMSG_FIRSTHDR(&message); c != NULL; c = CMSG_NXTHDR(&message, c)) {
+        if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_TIMESTAMPNS) {
+            struct timespec stamp;
+            memcpy(&stamp, CMSG_DATA(c), sizeof stamp);
+            now = (double)stamp.tv_sec + (double)stamp.tv_nsec * 1e-9;
+        }
     }
     if (size < HEADER_SIZE || (rx_buffer[0] & 0xC0) != 0x80 || !r->enabled) {
         PyObject *data = PyBytes_FromStringAndSize((const char *)rx_buffer, size);
@@ -883,21 +906,181 @@ static PyTypeObject Dispatch_Type = {
     .tp_as_sequence = &Dispatch_as_sequence,
 };
 
+/* ---- TimerFd: exact wake-ups for the pacer ------------------------------------------------ */
+
+typedef struct {
+    PyObject_HEAD
+    int fd;
+} TimerFd;
+
+static PyObject *
+TimerFd_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
+{
+    if (PyTuple_GET_SIZE(args) || (kwds != NULL && PyDict_GET_SIZE(kwds))) {
+        PyErr_SetString(PyExc_TypeError, "TimerFd() takes no arguments");
+        return NULL;
+    }
+    TimerFd *self = (TimerFd *)type->tp_alloc(type, 0);
+    if (self == NULL) {
+        return NULL;
+    }
+    /* CLOCK_REALTIME: the reactor's seconds() is time.time(). */
+    self->fd = timerfd_create(CLOCK_REALTIME, TFD_NONBLOCK | TFD_CLOEXEC);
+    if (self->fd < 0) {
+        PyErr_SetFromErrno(PyExc_OSError);
+        Py_DECREF(self);
+        return NULL;
+    }
+    return (PyObject *)self;
+}
+
+static void
+TimerFd_dealloc(TimerFd *self)
+{
+    if (self->fd >= 0) {
+        close(self->fd);
+    }
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static int
+timer_set(TimerFd *self, double when)
+{
+    if (self->fd < 0) {
+        PyErr_SetString(PyExc_ValueError, "timer closed");
+        return -1;
+    }
+    struct itimerspec spec = {{0, 0}, {0, 0}};
+    if (when > 0.0) {
+        double whole = (double)(time_t)when;
+        spec.it_value.tv_sec = (time_t)when;
+        spec.it_value.tv_nsec = (long)((when - whole) * 1e9);
+        if (spec.it_value.tv_nsec >= 1000000000L) {
+            spec.it_value.tv_nsec = 999999999L;
+        }
+        if (spec.it_value.tv_sec == 0 && spec.it_value.tv_nsec == 0) {
+            spec.it_value.tv_nsec = 1; /* zero would disarm it */
+        }
+    }
+    if (timerfd_settime(self->fd, TFD_TIMER_ABSTIME, &spec, NULL) < 0) {
+        PyErr_SetFromErrno(PyExc_OSError);
+        return -1;
+    }
+    return 0;
+}
+
+static PyObject *
+TimerFd_arm(TimerFd *self, PyObject *arg)
+{
+    double when = PyFloat_AsDouble(arg);
+    if (when == -1.0 && PyErr_Occurred()) {
+        return NULL;
+    }
+    if (!(when > 0.0)) {
+        PyErr_SetString(PyExc_ValueError, "arm(when): a positive wall-clock time");
+        return NULL;
+    }
+    if (timer_set(self, when) < 0) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+TimerFd_disarm(TimerFd *self, PyObject *Py_UNUSED(ignored))
+{
+    if (timer_set(self, 0.0) < 0) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+TimerFd_read(TimerFd *self, PyObject *Py_UNUSED(ignored))
+{
+    unsigned long long expirations = 0;
+    if (self->fd >= 0 && read(self->fd, &expirations, sizeof expirations) < 0) {
+        expirations = 0; /* EAGAIN: not expired (re-armed since it became readable) */
+    }
+    return PyLong_FromUnsignedLongLong(expirations);
+}
+
+static PyObject *
+TimerFd_fileno(TimerFd *self, PyObject *Py_UNUSED(ignored))
+{
+    return PyLong_FromLong(self->fd);
+}
+
+static PyObject *
+TimerFd_close(TimerFd *self, PyObject *Py_UNUSED(ignored))
+{
+    if (self->fd >= 0) {
+        close(self->fd);
+        self->fd = -1;
+    }
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef TimerFd_methods[] = {
+    {"arm", (PyCFunction)TimerFd_arm, METH_O,
+     "arm(when): become readable at wall-clock time when (seconds; past: at once)."},
+    {"disarm", (PyCFunction)TimerFd_disarm, METH_NOARGS, "cancel the armed time"},
+    {"read", (PyCFunction)TimerFd_read, METH_NOARGS,
+     "expirations since the last read (0: none); clears the readiness"},
+    {"fileno", (PyCFunction)TimerFd_fileno, METH_NOARGS, "the timerfd"},
+    {"close", (PyCFunction)TimerFd_close, METH_NOARGS, "close the timerfd"},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyTypeObject TimerFd_Type = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "callmeter.rtp._fastpath.TimerFd",
+    .tp_doc = "A one-shot Linux timerfd on the wall clock (CLOCK_REALTIME, absolute times).",
+    .tp_basicsize = sizeof(TimerFd),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_new = TimerFd_new,
+    .tp_dealloc = (destructor)TimerFd_dealloc,
+    .tp_methods = TimerFd_methods,
+};
+
 /* ---- the module ------------------------------------------------------------------------ */
+
+static PyObject *
+timestamp_arrivals(PyObject *module, PyObject *arg)
+{
+    int fd = PyObject_AsFileDescriptor(arg);
+    if (fd < 0) {
+        return NULL;
+    }
+    int on = 1;
+    if (setsockopt(fd, SOL_SOCKET, SO_TIMESTAMPNS, &on, sizeof on) < 0) {
+        return PyErr_SetFromErrno(PyExc_OSError);
+    }
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef fastpath_functions[] = {
+    {"timestamp_arrivals", (PyCFunction)timestamp_arrivals, METH_O,
+     "timestamp_arrivals(sock): have the kernel stamp every datagram's arrival "
+     "(SO_TIMESTAMPNS, wall clock); a ReaderState then uses that as the arrival time."},
+    {NULL, NULL, 0, NULL},
+};
 
 static struct PyModuleDef fastpath_module = {
     PyModuleDef_HEAD_INIT,
     .m_name = "callmeter.rtp._fastpath",
     .m_doc = "The per-packet work of the media plane (RFC 3550), in C.",
     .m_size = -1,
+    .m_methods = fastpath_functions,
 };
 
 PyMODINIT_FUNC
 PyInit__fastpath(void)
 {
-    PyTypeObject *types[] = {&SeqState_Type, &SendCounters_Type, &ReaderState_Type,
-                             &SendState_Type, &Dispatch_Type};
-    const char *names[] = {"SeqState", "SendCounters", "ReaderState", "SendState", "Dispatch"};
+    PyTypeObject *types[] = {&SeqState_Type,  &SendCounters_Type, &ReaderState_Type,
+                             &SendState_Type, &Dispatch_Type,     &TimerFd_Type};
+    const char *names[] = {"SeqState", "SendCounters", "ReaderState",
+                           "SendState", "Dispatch",     "TimerFd"};
     str_unusual = PyUnicode_InternFromString("_unusual");
     str_source = PyUnicode_InternFromString("_source");
     str_datagram_received = PyUnicode_InternFromString("datagram_received");

@@ -14,6 +14,12 @@ ONE ``reactor.callLater`` that it re-arms itself:
 * it files the source again under that time and sleeps until the next non-empty bucket
   (at load: every ``tick``), and not at all when no source is left.
 
+The sleep is a ``callLater`` by default. With ``precise=True`` (the engine's choice) it is a
+Linux timerfd (:class:`TimerFdWakeup`) watched by the reactor: the reactor's own timeout is
+an epoll timeout, whole milliseconds rounded up, so a 0.5 ms sleep took 1 ms and packets
+left up to a millisecond after their bucket; a timerfd wakes the reactor at the bucket's
+boundary.
+
 A source that finds itself more than ``max_late`` behind (the process stalled) skips
 ahead instead of bursting the backlog into the network, and counts what it skipped.
 
@@ -28,20 +34,25 @@ injected (``twisted.internet.task.Clock`` in tests).
 from __future__ import annotations
 
 from array import array
+from collections.abc import Callable
 from math import ceil as _ceil
-from typing import Protocol
+from typing import Any, Protocol
 
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
 from callmeter.quality.histogram import Histogram
+from callmeter.rtp._fastpath import TimerFd
 
 __all__ = [
     "DEFAULT_MAX_LATE",
     "DEFAULT_TICK",
+    "CallLaterWakeup",
     "Lateness",
     "PacedSource",
     "Pacer",
+    "TimerFdWakeup",
+    "Wakeup",
 ]
 
 #: Minimum time between two wake-ups of the pacer, seconds. bench/rtp_load.py at 1,000
@@ -59,6 +70,93 @@ class PacedSource(Protocol):
 
     def pace(self, now: float) -> float:
         """Send every packet due by ``now``; return the next packet's due time."""
+
+
+class Wakeup(Protocol):
+    """How the pacer sleeps: one pending wake-up, moved earlier when needed."""
+
+    def at(self, when: float, now: float) -> None:
+        """Call back at ``when`` (at once if past), unless already due no later than that."""
+
+    def cancel(self) -> None:
+        """Forget the pending wake-up."""
+
+
+class CallLaterWakeup:
+    """A :class:`Wakeup` made of ``reactor.callLater`` (any IReactorTime, ``Clock`` too)."""
+
+    def __init__(self, reactor: IReactorTime, callback: Callable[[], None]) -> None:
+        self._reactor = reactor
+        self._callback = callback
+        self._call: IDelayedCall | None = None
+
+    def at(self, when: float, now: float) -> None:
+        call = self._call
+        if call is not None and call.active():
+            if call.getTime() <= when:
+                return
+            call.cancel()
+        self._call = self._reactor.callLater(max(when - now, 0.0), self._fire)
+
+    def cancel(self) -> None:
+        if self._call is not None and self._call.active():
+            self._call.cancel()
+        self._call = None
+
+    def _fire(self) -> None:
+        self._call = None
+        self._callback()
+
+
+class TimerFdWakeup:
+    """A :class:`Wakeup` on a Linux timerfd, an IReadDescriptor of the reactor (IReactorFDSet).
+
+    Exact to the timer's resolution, where the reactor's epoll timeout is whole
+    milliseconds. The reactor watches the descriptor from the first :meth:`at` until
+    :meth:`cancel` (the pacer cancels when its last source goes): an idle pacer leaves no
+    reader behind.
+    """
+
+    def __init__(self, reactor: Any, callback: Callable[[], None]) -> None:
+        self._reactor = reactor
+        self._callback = callback
+        self._timer = TimerFd()
+        self._armed: float | None = None
+        self._watching = False
+
+    def at(self, when: float, now: float) -> None:
+        if self._armed is not None and self._armed <= when:
+            return
+        if not self._watching:
+            self._watching = True
+            self._reactor.addReader(self)
+        self._armed = when
+        self._timer.arm(when)
+
+    def cancel(self) -> None:
+        if self._armed is not None:
+            self._armed = None
+            self._timer.disarm()
+        if self._watching:
+            self._watching = False
+            self._reactor.removeReader(self)
+
+    # IReadDescriptor
+    def fileno(self) -> int:
+        return self._timer.fileno()
+
+    def doRead(self) -> None:
+        self._timer.read()  # clears the readiness
+        if self._armed is None:
+            return  # cancelled after it had expired
+        self._armed = None
+        self._callback()
+
+    def logPrefix(self) -> str:
+        return "PacerTimer"
+
+    def connectionLost(self, reason: object) -> None:
+        return None
 
 
 class Lateness:
@@ -116,7 +214,8 @@ class Pacer:
     once per ``tick``) and sends what is due by then, so a packet leaves at most one tick
     plus the reactor's wake-up latency after its due time; ``horizon`` the time the wheel
     covers (sources due later stay filed and are looked at
-    once per turn of the wheel).
+    once per turn of the wheel). ``precise`` sleeps on a :class:`TimerFdWakeup` (the
+    reactor must also be an IReactorFDSet) instead of ``callLater``.
     """
 
     _log = Logger()
@@ -128,6 +227,7 @@ class Pacer:
         tick: float = DEFAULT_TICK,
         horizon: float = 1.024,
         max_late: float = DEFAULT_MAX_LATE,
+        precise: bool = False,
     ) -> None:
         if tick <= 0 or max_late <= 0:
             raise ValueError("tick and max_late must be positive")
@@ -144,7 +244,9 @@ class Pacer:
         self._wheel: list[list[PacedSource]] = [[] for _ in range(size)]
         self._where: dict[PacedSource, int] = {}  # source -> absolute bucket index
         self._next = -1  # first bucket not yet fully walked; -1: none since idle
-        self._call: IDelayedCall | None = None
+        self._wakeup: Wakeup = (
+            TimerFdWakeup(reactor, self._tick) if precise else CallLaterWakeup(reactor, self._tick)
+        )
         self._running = False
         self._removals: list[PacedSource] = []
         self.lateness = Lateness(limit=max_late)
@@ -183,9 +285,8 @@ class Pacer:
             return
         bucket = self._wheel[index & self._mask]
         bucket.remove(source)  # O(bucket): removal is rare, per call, not per packet
-        if not self._where and self._call is not None and self._call.active():
-            self._call.cancel()
-            self._call = None
+        if not self._where:
+            self._wakeup.cancel()
             self._next = -1
 
     def _file(self, source: PacedSource, due: float) -> None:
@@ -200,17 +301,13 @@ class Pacer:
     # --- the timer ----------------------------------------------------------------------
 
     def _arm(self, now: float) -> None:
-        if self._running or not self._where:
+        if self._running:
             return
-        delay = self._earliest() * self.slot - now
-        if delay < 0.0:
-            delay = 0.0  # overloaded: run again at once (the reactor polls I/O in between)
-        call = self._call
-        if call is not None and call.active():
-            if call.getTime() <= now + delay:
-                return
-            call.cancel()
-        self._call = self._reactor.callLater(delay, self._tick)
+        if not self._where:
+            self._wakeup.cancel()  # the last source failed or went inside the tick
+            return
+        # Past (overloaded): run again at once; the reactor polls I/O in between.
+        self._wakeup.at(self._earliest() * self.slot, now)
 
     def _earliest(self) -> int:
         """The first non-empty bucket from ``_next`` on (at most one turn of the wheel)."""
@@ -228,7 +325,6 @@ class Pacer:
         return first + mask + 1
 
     def _tick(self) -> None:
-        self._call = None
         self._running = True
         try:
             self._run(self._reactor.seconds())

@@ -45,7 +45,7 @@ from twisted.logger import Logger
 
 from callmeter.media.prepared import PreparedMedia
 from callmeter.quality import emodel
-from callmeter.rtp._fastpath import Dispatch, ReaderState, SendState
+from callmeter.rtp._fastpath import Dispatch, ReaderState, SendState, timestamp_arrivals
 from callmeter.rtp.pacer import Pacer
 from callmeter.rtp.ports import PortPair, RtpPortAllocator, bind_pair
 from callmeter.rtp.rtcp import (
@@ -268,7 +268,10 @@ class _RtpReceiver(ReaderState):
     ``recv`` into the process's receive buffer, the header's sequence number, timestamp
     and SSRC, and the SSRC's :class:`ReceiverStats` fed in C, with no Python object per
     packet; it comes back here for a new SSRC (:meth:`_source`) and for a datagram that
-    is not RTP or arrives while receiving is off (:meth:`datagram_received`). Datagrams
+    is not RTP or arrives while receiving is off (:meth:`datagram_received`). The socket
+    has SO_TIMESTAMPNS on: a packet's arrival time is the kernel's stamp of when it was
+    queued, as a capture tool sees it, not when this process got round to reading it (a
+    pacer tick or a metric window in between would otherwise show up as jitter). Datagrams
     from anywhere else arrive on the stream's second socket on the same port (see
     :meth:`RtpStream.open`) and go through :meth:`read_stray`, which reads their address
     and has the stream log the source once per SSRC (RFC 4961, symmetric RTP). Every
@@ -489,6 +492,7 @@ class RtpStream(SendState):
         self.pair = pair
         self._allocator = allocator
         self._sockets = sockets
+        timestamp_arrivals(sockets.rtp)  # the kernel's arrival times for A.8 (_RtpReceiver)
         self.receiver._fd = sockets.rtp.fileno()
         self.receiver.stray_recvfrom = sockets.stray.recvfrom
         self._rtcp_sendto = sockets.rtcp.sendto

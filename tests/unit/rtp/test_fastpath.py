@@ -7,8 +7,11 @@ code only calls recv/send on a descriptor, whatever its family.
 from __future__ import annotations
 
 import gc
+import itertools
+import select
 import socket
 import struct
+import time
 import weakref
 from array import array
 from collections.abc import Iterator
@@ -18,7 +21,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from callmeter.rtp._fastpath import Dispatch, ReaderState, SendCounters, SendState
+from callmeter.rtp._fastpath import (
+    Dispatch,
+    ReaderState,
+    SendCounters,
+    SendState,
+    TimerFd,
+    timestamp_arrivals,
+)
 from callmeter.rtp.stats import ReceiverStats
 from callmeter.rtp.stream import UdpMux
 
@@ -45,7 +55,7 @@ def pair() -> Iterator[tuple[socket.socket, socket.socket]]:
 def reference_jitter(packets: list[tuple[int, float]], rate: int) -> float:
     """RFC 3550 A.8 written out plainly: J += (|D| - J) / 16, timestamps modulo 2**32."""
     jitter = 0.0
-    for (ts0, t0), (ts1, t1) in zip(packets, packets[1:], strict=False):
+    for (ts0, t0), (ts1, t1) in itertools.pairwise(packets):
         dts = (ts1 - ts0) % 2**32
         if dts >= 2**31:
             dts -= 2**32
@@ -421,3 +431,54 @@ def test_mux_logs_a_failing_handler_and_keeps_serving(
     assert received == [5.0]
     mux.remove(b)
     assert reactor.readers == [] and len(mux) == 0
+
+
+# --- kernel arrival timestamps -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("stamped", [True, False])
+def test_arrival_is_the_kernel_stamp_when_asked_for(
+    pair: tuple[socket.socket, socket.socket], stamped: bool
+) -> None:
+    a, b = pair
+    if stamped:
+        timestamp_arrivals(b)
+    reader = Receiver(b.fileno())
+    before = time.time()
+    a.send(rtp(1, 160))
+    after = time.time()
+    reader.read(4e9)  # "now": long after the packet was queued
+    arrival = reader.stats[0x1234]._last_arrival
+    if stamped:
+        assert before <= arrival <= after
+    else:
+        assert arrival == 4e9
+
+
+# --- TimerFd -------------------------------------------------------------------------------
+
+
+def readable(fd: int) -> bool:
+    return bool(select.select([fd], [], [], 0)[0])
+
+
+def test_timerfd_fires_at_an_absolute_time_and_can_be_disarmed() -> None:
+    timer = TimerFd()
+    try:
+        assert not readable(timer.fileno()) and timer.read() == 0
+        timer.arm(time.time() - 1.0)  # past: at once
+        assert readable(timer.fileno())
+        assert timer.read() == 1 and timer.read() == 0
+        assert not readable(timer.fileno())
+        timer.arm(time.time() + 3600.0)
+        assert not readable(timer.fileno())
+        timer.arm(time.time() - 1.0)  # moved earlier
+        timer.disarm()
+        assert not readable(timer.fileno())
+        with pytest.raises(ValueError, match="positive"):
+            timer.arm(0.0)
+    finally:
+        timer.close()
+    with pytest.raises(ValueError, match="closed"):
+        timer.arm(time.time())
+    assert timer.read() == 0 and timer.fileno() == -1

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import select
+from typing import Any
+
 import pytest
 from twisted.internet.task import Clock
 
@@ -168,3 +171,52 @@ def test_lateness_bins_and_histogram() -> None:
     assert hist.percentile(50) == pytest.approx(0.0005, rel=0.01)
     late.reset()
     assert late.count == 0
+
+
+class FdClock(Clock):
+    """A Clock that is also enough of an IReactorFDSet for the timerfd wake-up."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.readers: list[Any] = []
+
+    def addReader(self, reader: Any) -> None:
+        self.readers.append(reader)
+
+    def removeReader(self, reader: Any) -> None:
+        self.readers.remove(reader)
+
+
+def test_precise_pacer_wakes_on_its_timerfd_only_while_it_has_sources() -> None:
+    clock = FdClock()
+    clock.advance(100.0)  # wall-clock times of 1970: the timerfd is always expired
+    pacer = Pacer(clock, tick=0.001, precise=True)
+    assert clock.readers == [] and clock.getDelayedCalls() == []
+    source = Source(100.0)
+    pacer.add(source)
+    [timer] = clock.readers
+    assert clock.getDelayedCalls() == []  # no callLater: the timerfd is the only timer
+    assert select.select([timer.fileno()], [], [], 0)[0]  # armed for 100.0: readable
+    timer.doRead()
+    assert source.sent == [(100.0, 100.0)]
+    clock.advance(0.02)
+    timer.doRead()
+    assert source.sent[1] == (100.02, 100.02)
+    timer.doRead()  # re-armed for 100.04 (past for the timerfd), but nothing due at 100.02
+    assert len(source.sent) == 2
+    pacer.remove(source)
+    assert clock.readers == []  # an idle pacer leaves no reader behind
+
+
+def test_precise_pacer_lets_go_of_its_reader_when_the_last_source_fails() -> None:
+    clock = FdClock()
+    clock.advance(100.0)
+    pacer = Pacer(clock, precise=True)
+
+    class Broken(Source):
+        def pace(self, now: float) -> float:
+            raise RuntimeError("boom")
+
+    pacer.add(Broken(100.0))
+    clock.readers[0].doRead()
+    assert pacer.failures == 1 and len(pacer) == 0 and clock.readers == []
