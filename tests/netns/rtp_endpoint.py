@@ -23,6 +23,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import socket
+import struct
 import sys
 from pathlib import Path
 from typing import Any
@@ -42,6 +44,7 @@ from callmeter.rtp.ports import RtpPortAllocator  # noqa: E402
 from callmeter.rtp.rtcp import ReportBlock  # noqa: E402
 from callmeter.rtp.stream import RtpStream  # noqa: E402
 
+SCM_TIMESTAMPNS = 35  # = SO_TIMESTAMPNS (asm-generic/socket.h); not in Python's socket module
 POLL = 0.01  # seconds between looks at the exchange directory and for the BYE
 
 
@@ -62,11 +65,16 @@ def instrument(stream: RtpStream, out: dict[str, Any]) -> None:
     rtp_socket = stream._sockets[0]  # type: ignore[index]
 
     def read(now: float) -> None:
-        # The stream's own read path without recv_into (same statistics, plus a trace).
+        # The stream's read path in Python (same statistics, same kernel arrival stamps as
+        # the C reader: the socket has SO_TIMESTAMPNS on), plus a trace.
         try:
-            data, addr = rtp_socket.recvfrom(65536)
+            data, ancillary, _, addr = rtp_socket.recvmsg(65536, socket.CMSG_SPACE(16))
         except OSError:
             return
+        for level, kind, value in ancillary:
+            if level == socket.SOL_SOCKET and kind == SCM_TIMESTAMPNS:
+                seconds, nanoseconds = struct.unpack("qq", value[:16])
+                now = seconds + nanoseconds * 1e-9
         received(data, addr, now)
         if len(data) >= 12 and data[0] & 0xC0 == 0x80:
             ssrc = int.from_bytes(data[8:12], "big")
@@ -106,7 +114,7 @@ def main() -> None:
     low, high = (int(p) for p in args.ports.split("-"))
     factory = MediaFactory(
         reactor=reactor,  # type: ignore[arg-type]
-        pacer=Pacer(reactor),
+        pacer=Pacer(reactor, precise=True),  # as the engine's
         allocator=RtpPortAllocator(low, high),
         sip_ip=args.ip,
         sdp_ip=args.ip,
