@@ -277,7 +277,7 @@ def main() -> None:
     parser.add_argument("--streams", type=int, default=1000, help="endpoints (N/2 call pairs)")
     parser.add_argument("--seconds", type=float, default=20.0, help="measured window")
     parser.add_argument("--warmup", type=float, default=2.0)
-    parser.add_argument("--tick", type=float, default=0.5, help="pacer tick, ms")
+    parser.add_argument("--tick", type=float, default=1.0, help="pacer tick, ms")
     parser.add_argument(
         "--per-socket", action="store_true", help="one reactor reader per socket (no epoll mux)"
     )

@@ -104,8 +104,9 @@ class ReceiverSnapshot:
 class ReceiverStats(SeqState):
     """Receive statistics of one SSRC: RFC 3550 A.1 (sequence), A.3 (loss), A.8 (jitter).
 
-    ``arrival`` times are seconds (``reactor.seconds()``); use the same clock for
-    :meth:`on_sender_report` and :meth:`report_block` so that DLSR is right.
+    ``arrival`` times are seconds on the wall clock (``reactor.seconds()``, or the
+    kernel's SO_TIMESTAMPNS stamp, which is the same clock); use it for
+    :meth:`on_sender_report` and :meth:`report_block` too so that DLSR is right.
     """
 
     __slots__ = (
