@@ -100,6 +100,16 @@ class ReportBlock:
     dlsr: int = 0
 
     def __post_init__(self) -> None:
+        if (
+            0 <= self.fraction_lost <= 255
+            and -0x800000 <= self.cumulative_lost <= 0x7FFFFF
+            and 0 <= self.ssrc <= _U32
+            and 0 <= self.highest_seq <= _U32
+            and 0 <= self.jitter <= _U32
+            and 0 <= self.lsr <= _U32
+            and 0 <= self.dlsr <= _U32
+        ):
+            return  # every RTCP report builds and parses these: one test when all is well
         if not 0 <= self.fraction_lost <= 255:
             raise ValueError(f"fraction lost {self.fraction_lost} not in 0..255")
         if not -0x800000 <= self.cumulative_lost <= 0x7FFFFF:
@@ -140,6 +150,15 @@ class SenderReport:
     reports: tuple[ReportBlock, ...] = ()
 
     def __post_init__(self) -> None:
+        if (
+            0 <= self.ssrc <= _U32
+            and 0 <= self.rtp_timestamp <= _U32
+            and 0 <= self.packet_count <= _U32
+            and 0 <= self.octet_count <= _U32
+            and 0 <= self.ntp_timestamp < 1 << 64
+            and len(self.reports) <= _MAX_COUNT
+        ):
+            return
         for name in ("ssrc", "rtp_timestamp", "packet_count", "octet_count"):
             _check_u32(name, getattr(self, name))
         if not 0 <= self.ntp_timestamp < 1 << 64:
