@@ -173,6 +173,11 @@ class UdpMux:
             self._watching = False
             self._reactor.removeReader(self)
 
+    def drain(self) -> None:
+        """Read whatever is queued now, outside a reactor turn (see ``Pacer.after_tick``)."""
+        if self._dispatch is not None and self._watching:
+            self.doRead()
+
     # IReadDescriptor of the epoll set
     def fileno(self) -> int:
         assert self._dispatch is not None

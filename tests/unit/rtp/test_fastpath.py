@@ -482,3 +482,19 @@ def test_timerfd_fires_at_an_absolute_time_and_can_be_disarmed() -> None:
     with pytest.raises(ValueError, match="closed"):
         timer.arm(time.time())
     assert timer.read() == 0 and timer.fileno() == -1
+
+
+def test_mux_drain_reads_what_is_queued_without_the_reactor(
+    pair: tuple[socket.socket, socket.socket],
+) -> None:
+    a, b = pair
+    reactor = FakeReactor()
+    mux = UdpMux(reactor)
+    mux.drain()  # nothing registered: nothing to do
+    received: list[bytes] = []
+    mux.add(b, lambda now: received.append(b.recv(100)))
+    a.send(b"queued")
+    mux.drain()
+    assert received == [b"queued"]
+    per_socket = UdpMux(reactor, per_socket=True)
+    per_socket.drain()  # the reactor reads each socket itself: no-op

@@ -220,3 +220,14 @@ def test_precise_pacer_lets_go_of_its_reader_when_the_last_source_fails() -> Non
     pacer.add(Broken(100.0))
     clock.readers[0].doRead()
     assert pacer.failures == 1 and len(pacer) == 0 and clock.readers == []
+
+
+def test_after_tick_hooks_run_once_per_tick_after_the_sends() -> None:
+    clock, pacer = make()
+    source = Source(100.0)
+    seen: list[int] = []
+    pacer.after_tick.append(lambda: seen.append(len(source.sent)))
+    pacer.add(source)
+    run(clock, 0.03)
+    assert pacer.ticks == 2
+    assert seen == [1, 2]  # once per tick, each time with that tick's packet already sent
