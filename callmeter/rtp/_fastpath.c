@@ -497,6 +497,14 @@ SendState_dealloc(SendState *self)
 static int
 send_one(SendState *s, Py_ssize_t i, Py_ssize_t *payload_size)
 {
+    /* Checked per packet: a Python _rtp_send may have reconfigured the stream. */
+    if (s->payloads == NULL || !PyTuple_Check(s->payloads) || s->second == NULL ||
+        !PyTuple_Check(s->second) || i >= PyTuple_GET_SIZE(s->payloads) ||
+        i >= PyTuple_GET_SIZE(s->second)) {
+        PyErr_SetString(PyExc_TypeError,
+                        "_payloads, _second and _incs must be tuples of _n items");
+        return -1;
+    }
     PyObject *payload = PyTuple_GET_ITEM(s->payloads, i);
     long second = PyLong_AsLong(PyTuple_GET_ITEM(s->second, i));
     if (!PyBytes_Check(payload) || (second == -1 && PyErr_Occurred())) {
@@ -577,17 +585,22 @@ SendState_pace(SendState *self, PyObject *arg)
         PyErr_SetString(PyExc_TypeError, "sender must be a SendCounters");
         return NULL;
     }
-    SendCounters *counters = (SendCounters *)self->sender;
+    /* Held: a Python _rtp_send may replace the stream's sender while we count in it. */
+    PyObject *sender = self->sender;
+    Py_INCREF(sender);
+    SendCounters *counters = (SendCounters *)sender;
     Py_buffer view;
     if (self->late_counts == NULL ||
         PyObject_GetBuffer(self->late_counts, &view, PyBUF_WRITABLE | PyBUF_FORMAT) < 0) {
         PyErr_Clear();
+        Py_DECREF(sender);
         PyErr_SetString(PyExc_TypeError, "_late_counts must be an array('q')");
         return NULL;
     }
     if (view.itemsize != 8 || view.format == NULL || strcmp(view.format, "q") != 0 ||
         view.len < 8) {
         PyBuffer_Release(&view);
+        Py_DECREF(sender);
         PyErr_SetString(PyExc_TypeError, "_late_counts must be an array('q')");
         return NULL;
     }
@@ -614,6 +627,10 @@ SendState_pace(SendState *self, PyObject *arg)
         }
         Py_ssize_t bin = (Py_ssize_t)((now - due) * self->late_inv);
         bins[bin < 0 ? 0 : (bin > last_bin ? last_bin : bin)] += 1;
+        if (i >= PyTuple_GET_SIZE(incs)) {
+            PyErr_SetString(PyExc_TypeError, "_incs shorter than _n");
+            goto done;
+        }
         long long inc = PyLong_AsLongLong(PyTuple_GET_ITEM(incs, i));
         if (inc == -1 && PyErr_Occurred()) {
             goto done;
@@ -631,6 +648,7 @@ SendState_pace(SendState *self, PyObject *arg)
     out = PyFloat_FromDouble(due);
 done:
     PyBuffer_Release(&view);
+    Py_DECREF(sender);
     Py_DECREF(incs);
     Py_DECREF(self);
     return out;

@@ -498,3 +498,26 @@ def test_mux_drain_reads_what_is_queued_without_the_reactor(
     assert received == [b"queued"]
     per_socket = UdpMux(reactor, per_socket=True)
     per_socket.drain()  # the reactor reads each socket itself: no-op
+
+
+def test_pace_survives_a_sender_that_reconfigures_the_stream_while_sending() -> None:
+    state = sender()
+    sent: list[bytes] = []
+
+    def send(packet: bytes) -> None:
+        sent.append(packet)
+        # A re-INVITE handled inside the send: new counters, a shorter loop of payloads.
+        state.sender = SendCounters()
+        state._payloads = (b"z",)
+        state._second = (0,)
+
+    state._rtp_send = send
+    with pytest.raises(TypeError, match="tuples of _n items"):
+        state.pace(10.05)  # three due; the second is past the new, shorter loop
+    assert len(sent) == 1
+    gc.collect()
+    state._n, state._incs = 1, (160,)
+    state._index = 0
+    state._rtp_send = sent.append
+    state.pace(10.05)
+    assert sent[-1][12:] == b"z"
