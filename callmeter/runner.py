@@ -196,7 +196,11 @@ def _interrupt(run: TestRun, display: Display) -> None:
 
 
 def write_calls_csv(path: str, calls: list[Any]) -> None:
-    """One row per call: the per-call trace SIPp users know from its statistics files."""
+    """One row per call: the per-call trace SIPp users know from its statistics files.
+
+    ``rtp_stray``: RTP packets (counted in ``rtp_received``) that came from another address
+    than the peer's SDP said: a NAT or SBC that breaks symmetric RTP (RFC 4961).
+    """
     columns = [
         "group",
         "direction",
@@ -215,6 +219,7 @@ def write_calls_csv(path: str, calls: list[Any]) -> None:
         "jitter_ms",
         "rtt_ms",
         "mos",
+        "rtp_stray",
     ]
     with open(path, "w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
@@ -245,6 +250,7 @@ def write_calls_csv(path: str, calls: list[Any]) -> None:
                     _r(first.jitter_ms) if first else "",
                     _r(first.rtt_ms) if first else "",
                     _r(first.mos) if first else "",
+                    sum(s.stray_packets for s in streams),
                 ]
             )
 

@@ -110,6 +110,7 @@ def stream_results(media: CallMedia) -> list[StreamResult]:
                 jitter_ms=snap.jitter_ms if snap.packets_received else None,
                 rtt_ms=snap.rtt_mean_ms,
                 mos=snap.mos,
+                stray_packets=snap.stray_packets,
             )
         )
     return results

@@ -40,6 +40,7 @@ class StreamResult:
     jitter_ms: float | None = None
     rtt_ms: float | None = None
     mos: float | None = None
+    stray_packets: int = 0  # received from another address than the SDP's (RFC 4961)
 
 
 @dataclass
@@ -245,6 +246,7 @@ def _minus(current: StreamResult, counted: StreamResult | None) -> StreamResult:
         jitter_ms=current.jitter_ms,
         rtt_ms=current.rtt_ms,
         mos=current.mos,
+        stray_packets=current.stray_packets - counted.stray_packets,
     )
 
 

@@ -225,7 +225,9 @@ class StreamSnapshot:
     (bytes with the RTP header, without UDP/IP); ``lost`` is the number of packets expected
     and never received (RFC 3550 A.3 without duplicates) and ``loss_pct`` that over
     ``expected``. ``jitter_ms`` is the A.8 jitter of the main remote SSRC (the one with the
-    most packets). ``rtt_*`` from RTCP LSR/DLSR (6.4.1), None before the first sample.
+    most packets). ``stray_packets`` are those (counted too) that came from another address
+    than the SDP's (RFC 4961: a NAT or an SBC that does not send from where it receives).
+    ``rtt_*`` from RTCP LSR/DLSR (6.4.1), None before the first sample.
     ``delay_ms`` is :func:`one_way_delay_ms`; ``r_factor``/``mos`` the E-model of what we
     received (audio only, None before anything was received).
     """
@@ -249,6 +251,7 @@ class StreamSnapshot:
     jitter_ms: float
     out_of_order: int
     duplicates: int
+    stray_packets: int
     rtt_ms: float | None
     rtt_mean_ms: float | None
     rtt_max_ms: float | None
@@ -819,6 +822,7 @@ class RtpStream(SendState):
             jitter_ms=jitter_ms,
             out_of_order=sum(s.out_of_order for s in sources),
             duplicates=sum(s.duplicates for s in sources),
+            stray_packets=self.stray_packets,
             rtt_ms=sender.rtt * 1000.0 if sender.rtt is not None else None,
             rtt_mean_ms=rtt_mean * 1000.0 if rtt_mean is not None else None,
             rtt_max_ms=sender.rtt_max * 1000.0 if sender.rtt_count else None,

@@ -114,6 +114,7 @@ def test_a_small_run_passes_with_report_and_calls_csv(tmp_path: Path) -> None:
     rows = list(csv.DictReader(calls_path.open()))
     assert len(rows) == 8 and {row["direction"] for row in rows} == {"in", "out"}
     assert all(row["final_code"] == "200" for row in rows)
+    assert all(row["rtp_stray"] == "0" for row in rows)  # every peer sent from its SDP address
 
 
 def test_json_output_and_failed_criteria_exit_1(tmp_path: Path) -> None:

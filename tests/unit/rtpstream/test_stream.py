@@ -274,7 +274,9 @@ def test_only_sources_other_than_the_sdp_peer_are_strays() -> None:
         stray(build_packet(b"x", 0, False, seq, 160, 0x5EED), ("192.0.2.8", 5000), 1000.0)
     assert stream.stray_packets == 2
     assert stream._strays == {0x5EED}
-    assert stream.snapshot().packets_received == 3  # strays are counted like the others
+    snapshot = stream.snapshot()
+    assert snapshot.packets_received == 3  # strays are counted like the others
+    assert snapshot.stray_packets == 2
 
 
 def test_configure_rejects_unusable_descriptions() -> None:

@@ -1,0 +1,43 @@
+"""The calls CSV (``callmeter run --calls``): one row per call, streams summed."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+from callmeter.engine.metrics import StreamResult
+from callmeter.engine.run import CallRecord
+from callmeter.runner import write_calls_csv
+
+
+def test_a_row_sums_the_streams_and_counts_stray_rtp(tmp_path: Path) -> None:
+    audio = StreamResult(
+        sent_packets=500,
+        received_packets=498,
+        lost_packets=2,
+        expected_packets=500,
+        jitter_ms=0.4,
+        rtt_ms=1.5,
+        mos=4.3,
+        stray_packets=30,
+    )
+    video = StreamResult(sent_packets=100, received_packets=100, expected_packets=100)
+    call = CallRecord(
+        group="callers",
+        direction="out",
+        local="sip:a@x",
+        remote="sip:b@y",
+        started=1.0,
+        pdd_ms=3.0,
+        setup_ms=205.0,
+        ended=11.0,
+        final_code=200,
+        end="bye",
+        streams=[audio, video],
+    )
+    path = tmp_path / "calls.csv"
+    write_calls_csv(str(path), [call])
+    [row] = list(csv.DictReader(path.open()))
+    assert (row["rtp_sent"], row["rtp_received"], row["rtp_lost"]) == ("600", "598", "2")
+    assert row["loss_pct"] == "0.333" and row["jitter_ms"] == "0.400"
+    assert row["rtp_stray"] == "30"
