@@ -74,6 +74,30 @@ typedef struct {
 
 static PyTypeObject SeqState_Type;
 
+/* self.<name>(seq, rtp_ts, arrival), with size as a fourth argument when it is >= 0: the
+ * C paths' calls back into Python for a packet. A new reference, or NULL with an exception. */
+static PyObject *
+call_packet_method(PyObject *self, PyObject *name, long seq, long long rtp_ts, double arrival,
+                   long long size)
+{
+    PyObject *args[5] = {self, PyLong_FromLong(seq), PyLong_FromLongLong(rtp_ts),
+                         PyFloat_FromDouble(arrival), NULL};
+    size_t count = 4;
+    if (size >= 0) {
+        args[4] = PyLong_FromLongLong(size);
+        count = 5;
+    }
+    PyObject *result = NULL;
+    if (args[1] && args[2] && args[3] && (count == 4 || args[4])) {
+        result = PyObject_VectorcallMethod(name, args, count | PY_VECTORCALL_ARGUMENTS_OFFSET,
+                                           NULL);
+    }
+    for (int k = 1; k < 5; k++) {
+        Py_XDECREF(args[k]);
+    }
+    return result;
+}
+
 /* Account one packet: 16-bit seq, 32-bit timestamp, arrival in seconds, size in octets.
  * The next packet in sequence is handled here; any other goes through self._unusual(),
  * which returns True when the packet gives no jitter sample. -1 with an exception set. */
@@ -91,18 +115,7 @@ seq_on_packet(SeqState *s, long seq, long long rtp_ts, double arrival, long long
         s->received += 1;
     }
     else {
-        PyObject *args[4] = {(PyObject *)s, NULL, NULL, NULL};
-        args[1] = PyLong_FromLong(seq);
-        args[2] = PyLong_FromLongLong(rtp_ts);
-        args[3] = PyFloat_FromDouble(arrival);
-        PyObject *result = NULL;
-        if (args[1] && args[2] && args[3]) {
-            result = PyObject_VectorcallMethod(
-                str_unusual, args, 4 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
-        }
-        Py_XDECREF(args[1]);
-        Py_XDECREF(args[2]);
-        Py_XDECREF(args[3]);
+        PyObject *result = call_packet_method((PyObject *)s, str_unusual, seq, rtp_ts, arrival, -1);
         if (result == NULL) {
             return -1;
         }
@@ -348,16 +361,8 @@ reader_read(ReaderState *r, double now)
     }
     else {
         /* Statistics of another kind (a test's, say): its own on_packet. */
-        PyObject *args[5] = {stats, PyLong_FromLong(seq), PyLong_FromLongLong(rtp_ts),
-                             PyFloat_FromDouble(now), PyLong_FromSsize_t(size)};
-        PyObject *result = NULL;
-        if (args[1] && args[2] && args[3] && args[4]) {
-            result = PyObject_VectorcallMethod(str_on_packet, args,
-                                               5 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
-        }
-        for (int k = 1; k < 5; k++) {
-            Py_XDECREF(args[k]);
-        }
+        PyObject *result =
+            call_packet_method(stats, str_on_packet, seq, rtp_ts, now, (long long)size);
         status = result == NULL ? -1 : 0;
         Py_XDECREF(result);
     }
@@ -493,6 +498,13 @@ SendState_dealloc(SendState *self)
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
+/* A socket descriptor or a Python callable to send with; neither: stopped. */
+static int
+can_send(SendState *s)
+{
+    return s->fd >= 0 || (s->rtp_send != NULL && s->rtp_send != Py_None);
+}
+
 /* Send the packet of payload ``i``: 0 sent, 1 not sent (an OSError), -1 exception set. */
 static int
 send_one(SendState *s, Py_ssize_t i, Py_ssize_t *payload_size)
@@ -567,8 +579,7 @@ SendState_pace(SendState *self, PyObject *arg)
     if (due > now) {
         return PyFloat_FromDouble(due);
     }
-    int can_send = self->fd >= 0 || (self->rtp_send != NULL && self->rtp_send != Py_None);
-    if (!can_send || now - due > self->max_late) {
+    if (!can_send(self) || now - due > self->max_late) {
         PyObject *args[2] = {(PyObject *)self, arg};
         return PyObject_VectorcallMethod(str_pace_behind, args,
                                          2 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
@@ -641,7 +652,7 @@ SendState_pace(SendState *self, PyObject *arg)
         self->index = i < self->n ? i : 0;
         due = self->start + (double)self->mts * self->inv_rate;
         self->due = due;
-        if (due > now || (self->fd < 0 && (self->rtp_send == NULL || self->rtp_send == Py_None))) {
+        if (due > now || !can_send(self)) { /* stopped by a Python _rtp_send: no more */
             break;
         }
     }
@@ -853,8 +864,7 @@ Dispatch_dispatch(Dispatch *self, PyObject *arg)
         PyObject *target = self->targets[fd];
         Py_INCREF(target);
         int status;
-        if (Py_IS_TYPE(target, &ReaderState_Type) ||
-            PyObject_TypeCheck(target, &ReaderState_Type)) {
+        if (PyObject_TypeCheck(target, &ReaderState_Type)) {
             status = reader_read((ReaderState *)target, now);
         }
         else {

@@ -131,8 +131,9 @@ class UdpMux:
     level-triggered epoll set (:class:`~callmeter.rtp._fastpath.Dispatch`) holds the
     sockets and its descriptor is the reactor's reader: one reactor event per batch, then
     one read per ready socket, in C for a stream's RTP socket (an ``_RtpReceiver``) and a
-    call of the handler for the others. The arrival time of a batch is read once, when the
-    reactor reported it (the packets were all queued by then). With ``per_socket=True``
+    call of the handler for the others. Those handlers get the time the batch was reported
+    (the packets were all queued by then); the RTP sockets carry the kernel's own arrival
+    stamps (see :class:`_RtpReceiver`). With ``per_socket=True``
     each socket is its own reactor reader instead (bench/rtp_load.py compares the two).
     """
 

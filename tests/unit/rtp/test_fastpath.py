@@ -521,3 +521,26 @@ def test_pace_survives_a_sender_that_reconfigures_the_stream_while_sending() -> 
     state._rtp_send = sent.append
     state.pace(10.05)
     assert sent[-1][12:] == b"z"
+
+
+def test_reader_feeds_statistics_of_another_kind_through_their_on_packet(
+    pair: tuple[socket.socket, socket.socket],
+) -> None:
+    a, b = pair
+    fed: list[tuple[int, int, float, int]] = []
+
+    class Recorder:
+        def on_packet(self, seq: int, rtp_ts: int, arrival: float, size: int) -> None:
+            fed.append((seq, rtp_ts, arrival, size))
+
+    class Custom(Receiver):
+        def _source(self, ssrc: int) -> Any:
+            self._last_ssrc, self._last = ssrc, Recorder()
+            return self._last
+
+    reader = Custom(b.fileno())
+    a.send(rtp(65535, 2**32 - 1, payload=b"x" * 20))
+    a.send(rtp(0, 159, payload=b"x" * 20))
+    reader.read(3.0)
+    reader.read(3.5)
+    assert fed == [(65535, 2**32 - 1, 3.0, 32), (0, 159, 3.5, 32)]
