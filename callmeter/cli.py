@@ -48,6 +48,7 @@ def main(
             },
             plain=True if args.plain else None,
             processes=args.processes or os.cpu_count() or 1,
+            log=args.log,
         )
         return run_command(options, env, out, sys.stderr)
     parser.print_help(out)
@@ -81,6 +82,11 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--json", action="store_true", help="print the JSON report on stdout")
     run.add_argument("--calls", metavar="FILE.csv", help="write one CSV row per call")
     run.add_argument("--plain", action="store_true", help="plain progress lines, no live line")
+    run.add_argument(
+        "--log",
+        metavar="FILE",
+        help="append the whole log (every level, every process) to FILE, as LOG_FORMAT",
+    )
     run.add_argument(
         "--processes",
         type=int,

@@ -1,33 +1,54 @@
 """``callmeter run PLAN``: one test on this machine, no gateway (SPEC.md "What the user does").
 
 Exit codes: 0 when the plan's pass criteria hold, 1 when they do not (or the run could not
-complete), 2 for a bad plan or configuration, named by field before anything is sent.  Ctrl-C
-(SIGINT) or SIGTERM stops the test cleanly (BYE, un-REGISTER) and still writes the report.
+complete, or was interrupted), 2 for a bad plan or configuration (a field, a variable, a SIP
+port in use, an output path that cannot be written), named before anything is sent.
+
+Ctrl-C (SIGINT) or SIGTERM stops the test cleanly (BYE, un-REGISTER) and still writes the
+report, marked interrupted (never a pass).  A second one, or a clean stop that takes longer than
+:data:`GRACEFUL_S`, stops at once; if even that does not end the run within :data:`ABORT_S`, the
+command gives up with exit 1.  Warnings and errors of every process reach stderr, each kind
+rate-limited (:mod:`callmeter.console_log`); ``--log FILE`` keeps every level.
 """
 
 from __future__ import annotations
 
 import csv
 import json
+import os
 import signal
+import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import IO, Any
 
 from twisted.internet import defer, task
 from twisted.internet.error import CannotListenError
+from twisted.logger import ILogObserver, globalLogPublisher
 from twisted.python.failure import Failure
 
 from callmeter.config import Config, ConfigError, load_config
+from callmeter.console_log import ConsoleLogObserver
 from callmeter.display import Display
-from callmeter.engine.processes import ShardedRun
+from callmeter.engine.processes import RunFailed, ShardedRun
 from callmeter.engine.run import MediaFactory, TestRun
 from callmeter.limits import raise_open_files_limit
+from callmeter.logs import make_observer
 from callmeter.plan import Plan, PlanError, parse_plan
 
-__all__ = ["RunOptions", "load_plan", "run_command", "write_calls_csv"]
+__all__ = [
+    "RunOptions",
+    "check_output_path",
+    "load_plan",
+    "run_command",
+    "write_calls_csv",
+]
 
 EXIT_PASSED, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+#: Seconds a clean stop (BYE, un-REGISTER, the report) may take before it becomes an abort.
+GRACEFUL_S = 15.0
+#: Seconds an abort may take before the command gives up waiting for the run.
+ABORT_S = 8.0
 
 
 class RunOptions:
@@ -40,6 +61,7 @@ class RunOptions:
         overrides: Mapping[str, str | None] | None = None,
         plain: bool | None = None,
         processes: int = 1,
+        log: str | None = None,
     ) -> None:
         self.plan = plan
         self.report = report
@@ -48,6 +70,23 @@ class RunOptions:
         self.overrides = dict(overrides or {})
         self.plain = plain
         self.processes = processes
+        self.log = log
+
+
+def check_output_path(path: str) -> str | None:
+    """Why ``path`` cannot be written, checked before the run starts (None when it can)."""
+    target = Path(path)
+    if target.is_dir():
+        return "is a directory"
+    parent = target.parent if str(target.parent) else Path(".")
+    if not parent.is_dir():
+        return f"directory {parent} does not exist"
+    if target.exists():
+        if not os.access(target, os.W_OK):
+            return "not writable"
+    elif not os.access(parent, os.W_OK | os.X_OK):
+        return f"directory {parent} is not writable"
+    return None
 
 
 def load_plan(path: str, max_endpoints: int) -> Plan:
@@ -86,9 +125,17 @@ def run_command(
             err.write(f"  {problem}\n")
         return EXIT_BAD_INPUT
 
+    outputs = (("--report", options.report), ("--calls", options.calls), ("--log", options.log))
+    for flag, output in outputs:
+        why = check_output_path(output) if output else None
+        if why:
+            err.write(f"callmeter: {flag} {output}: {why}\n")
+            return EXIT_BAD_INPUT
+
     display = Display(err if options.json_output else out, plain=options.plain)
     outcome: dict[str, Any] = {}
     raise_open_files_limit()  # three sockets per RTP stream in this process (one process)
+    observers = _start_logging(options, config, display, err)
 
     def main(reactor: Any) -> defer.Deferred[None]:
         from callmeter.engine.media import fetch_plan_media
@@ -103,11 +150,11 @@ def run_command(
         fetching.addCallbacks(lambda files: run_plan(reactor, files), media_failed)
         return fetching
 
-    def run_plan(reactor: Any, files: dict[str, str]) -> defer.Deferred[None]:
+    def run_plan(reactor: Any, files: dict[str, str]) -> defer.Deferred[Any]:
         def on_window(window: dict[str, Any]) -> None:
             display.progress(run.progress(), window)
 
-        run: Any
+        run: TestRun | ShardedRun
         if options.processes > 1:
             run = ShardedRun(
                 plan, config, reactor, options.processes, environ=environ, on_window=on_window
@@ -125,9 +172,10 @@ def run_command(
             run = TestRun(plan, config, reactor, factory, on_window=on_window)
         ticker = task.LoopingCall(lambda: display.progress(run.progress(), None))
         ticker.clock = reactor
+        stopper = _Stopper(reactor, run, display)
 
         def stop_signal(signum: int, frame: Any) -> None:
-            reactor.callFromThread(_interrupt, run, display)
+            reactor.callFromThread(stopper.signal, signum)
 
         def install_handlers() -> None:
             signal.signal(signal.SIGINT, stop_signal)
@@ -142,32 +190,39 @@ def run_command(
             reason = getattr(error.socketError, "strerror", None) or str(error.socketError)
             outcome["error"] = (
                 f"cannot listen for SIP on {config.sip_ip}:{config.sip_port}: "
-                f"{reason} (set SIP_PORT, or SIP_PORT=0 for any)"
+                f"{reason} (set SIP_PORT to a free port, or SIP_PORT=0 for any)"
             )
             return defer.succeed(None)
-        ticker.start(0.5, now=False)
+        ticker.start(1.0, now=False)
 
         def done(report: dict[str, Any]) -> None:
             if ticker.running:
                 ticker.stop()
+            stopper.finished()
             outcome["report"] = report
             outcome["calls"] = run.calls
 
         def failed(failure: Failure) -> None:
             if ticker.running:
                 ticker.stop()
+            stopper.finished()
             display.stop()
-            outcome["failed"] = failure.getErrorMessage()
+            if isinstance(failure.value, RunFailed) and failure.value.config:
+                outcome["error"] = failure.getErrorMessage()
+            else:
+                outcome["failed"] = failure.getErrorMessage()
 
         finished.addCallbacks(done, failed)
-        return finished
+        # Given up on (the run did not stop): end the reactor anyway.
+        return defer.DeferredList([finished, stopper.gave_up], fireOnOneCallback=True)
 
     try:
         task.react(main, [])
     except SystemExit as exit_:
         if exit_.code not in (0, None):
-            err.write(f"callmeter: the run failed (exit {exit_.code})\n")
-            return EXIT_FAILED
+            outcome.setdefault("failed", f"exit {exit_.code}")
+    finally:
+        _stop_logging(observers)
     if "error" in outcome:
         err.write(f"callmeter: {outcome['error']}\n")
         return EXIT_BAD_INPUT
@@ -179,9 +234,11 @@ def run_command(
         err.write("callmeter: the run ended without a report\n")
         return EXIT_FAILED
     if options.report:
-        Path(options.report).write_text(json.dumps(report, indent=2) + "\n")
+        text = json.dumps(report, indent=2) + "\n"
+        _save(options.report, "--report", err, lambda handle: handle.write(text))
     if options.calls:
-        write_calls_csv(options.calls, outcome.get("calls", []))
+        calls = outcome.get("calls", [])
+        _save(options.calls, "--calls", err, lambda handle: _write_calls(handle, calls))
     if options.json_output:
         out.write(json.dumps(report, indent=2) + "\n")
     else:
@@ -189,10 +246,107 @@ def run_command(
     return EXIT_PASSED if report["pass"]["passed"] else EXIT_FAILED
 
 
-def _interrupt(run: TestRun, display: Display) -> None:
-    display.stop()
-    display.console.print("interrupted: hanging up, unregistering, writing the report...")
-    run.cancel()
+class _Stopper:
+    """What the stop signals do: the first stops cleanly, the second (or a clean stop that
+    outlasts :data:`GRACEFUL_S`) stops at once, and an abort that outlasts :data:`ABORT_S`
+    gives up on the run."""
+
+    def __init__(self, reactor: Any, run: TestRun | ShardedRun, display: Display) -> None:
+        self.reactor = reactor
+        self.run = run
+        self.display = display
+        self.signals = 0
+        self.gave_up: defer.Deferred[None] = defer.Deferred()
+        self._timer: Any = None
+        self._done = False
+
+    def signal(self, signum: int) -> None:
+        if self._done:
+            return
+        self.signals += 1
+        name = signal.Signals(signum).name
+        if self.signals == 1:
+            self._say(
+                f"interrupted ({name}): hanging up, unregistering, writing the report... "
+                "(again to stop at once)"
+            )
+            self._timer = self.reactor.callLater(GRACEFUL_S, self.abort)
+            self.run.cancel()
+        else:
+            self.abort()
+
+    def abort(self) -> None:
+        if self._done:
+            return
+        self._cancel_timer()
+        self._say("stopping at once: calls still up get no BYE, registrations stay")
+        self._timer = self.reactor.callLater(ABORT_S, self.give_up)
+        self.run.abort()
+
+    def give_up(self) -> None:
+        self._timer = None
+        if not self._done:
+            self._done = True
+            self._say(f"the run did not stop within {ABORT_S:g} s: giving up")
+            self.gave_up.errback(RunFailed(f"the run did not stop within {ABORT_S:g} s"))
+
+    def finished(self) -> None:
+        self._done = True
+        self._cancel_timer()
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = None
+
+    def _say(self, text: str) -> None:
+        self.display.stop()
+        self.display.console.print(text)
+
+
+def _start_logging(
+    options: RunOptions, config: Config, display: Display, err: IO[str]
+) -> list[tuple[ILogObserver, IO[str] | None]]:
+    """Warnings and errors on stderr (rate-limited), every level in ``--log FILE``."""
+    if display.plain or options.json_output:
+        write: Callable[[str], Any] = err.write
+    else:  # above the live progress line, on the same terminal
+
+        def write(text: str) -> None:
+            display.console.print(text, end="", markup=False, highlight=False)
+
+    observers: list[tuple[ILogObserver, IO[str] | None]] = [(ConsoleLogObserver(write), None)]
+    if options.log:
+        handle = open(options.log, "a", encoding="utf-8")  # noqa: SIM115 (closed at the end)
+        observers.append((make_observer("debug", config.log_format, handle), handle))
+    for observer, _ in observers:
+        globalLogPublisher.addObserver(observer)
+    return observers
+
+
+def _stop_logging(observers: list[tuple[ILogObserver, IO[str] | None]]) -> None:
+    for observer, handle in observers:
+        globalLogPublisher.removeObserver(observer)
+        if isinstance(observer, ConsoleLogObserver):
+            observer.flush()
+        if handle is not None:
+            handle.close()
+
+
+def _save(path: str, flag: str, err: IO[str], write: Callable[[IO[str]], Any]) -> None:
+    """Write a result file; if that fails after all, keep the results in a file that can be
+    written and say where (a finished run's results are never thrown away)."""
+    try:
+        with open(path, "w", newline="", encoding="utf-8") as handle:
+            write(handle)
+        return
+    except OSError as error:
+        reason = error.strerror or str(error)
+    suffix = Path(path).suffix or ".out"
+    fd, fallback = tempfile.mkstemp(prefix="callmeter-", suffix=suffix)
+    with os.fdopen(fd, "w", newline="", encoding="utf-8") as handle:
+        write(handle)
+    err.write(f"callmeter: cannot write {flag} {path}: {reason}; written to {fallback} instead\n")
 
 
 def write_calls_csv(path: str, calls: list[Any]) -> None:
@@ -201,6 +355,11 @@ def write_calls_csv(path: str, calls: list[Any]) -> None:
     ``rtp_stray``: RTP packets (counted in ``rtp_received``) that came from another address
     than the peer's SDP said: a NAT or SBC that breaks symmetric RTP (RFC 4961).
     """
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        _write_calls(handle, calls)
+
+
+def _write_calls(handle: IO[str], calls: list[Any]) -> None:
     columns = [
         "group",
         "direction",
@@ -221,38 +380,37 @@ def write_calls_csv(path: str, calls: list[Any]) -> None:
         "mos",
         "rtp_stray",
     ]
-    with open(path, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(columns)
-        for call in calls:
-            streams = call.streams
-            sent = sum(s.sent_packets for s in streams)
-            received = sum(s.received_packets for s in streams)
-            lost = sum(max(0, s.lost_packets) for s in streams)
-            expected = sum(s.expected_packets for s in streams)
-            first = streams[0] if streams else None
-            writer.writerow(
-                [
-                    call.group,
-                    call.direction,
-                    call.local,
-                    call.remote,
-                    _r(call.started),
-                    _r(call.pdd_ms),
-                    _r(call.setup_ms),
-                    _r(call.ended),
-                    call.final_code or "",
-                    call.end or "",
-                    sent,
-                    received,
-                    lost,
-                    _r(100.0 * lost / expected) if expected else "",
-                    _r(first.jitter_ms) if first else "",
-                    _r(first.rtt_ms) if first else "",
-                    _r(first.mos) if first else "",
-                    sum(s.stray_packets for s in streams),
-                ]
-            )
+    writer = csv.writer(handle)
+    writer.writerow(columns)
+    for call in calls:
+        streams = call.streams
+        sent = sum(s.sent_packets for s in streams)
+        received = sum(s.received_packets for s in streams)
+        lost = sum(max(0, s.lost_packets) for s in streams)
+        expected = sum(s.expected_packets for s in streams)
+        first = streams[0] if streams else None
+        writer.writerow(
+            [
+                call.group,
+                call.direction,
+                call.local,
+                call.remote,
+                _r(call.started),
+                _r(call.pdd_ms),
+                _r(call.setup_ms),
+                _r(call.ended),
+                call.final_code or "",
+                call.end or "",
+                sent,
+                received,
+                lost,
+                _r(100.0 * lost / expected) if expected else "",
+                _r(first.jitter_ms) if first else "",
+                _r(first.rtt_ms) if first else "",
+                _r(first.mos) if first else "",
+                sum(s.stray_packets for s in streams),
+            ]
+        )
 
 
 def _r(value: float | None) -> str:

@@ -9,25 +9,32 @@ our stdout; stderr is our log.  The conversation:
     coordinator -> child   {"type": "begin", "ports": [P0, P1, ...]}  (every shard's SIP port)
     child -> coordinator   {"type": "progress", ...}                 (every second)
     child -> coordinator   {"type": "window", "seq", "start", "end", "sets": {GROUP: WIRE}}
-    coordinator -> child   {"type": "cancel"}                         (optional)
-    child -> coordinator   {"type": "done", "sets": {...}, "calls": [...], "elapsed": S}
-    child -> coordinator   {"type": "error", "message": "..."}         (instead, on failure)
+    coordinator -> child   {"type": "cancel"}     (optional: hang up, unregister, report)
+    coordinator -> child   {"type": "abort"}      (optional: report now, no waiting for BYEs)
+    child -> coordinator   {"type": "done", "sets": {...}, "calls": [...], "elapsed": S,
+                            "interrupted": bool}
+    child -> coordinator   {"type": "error", "message": "...", "config": bool}
+                                                  (instead, on failure; config: exit 2)
 
 Configuration comes from the environment the coordinator passes (its own, with this shard's
-RTP port range).
+RTP port range).  Our log (warnings and up) goes to stderr as JSON lines, which the
+coordinator re-emits with their level and traceback.  SIGINT is ignored (a Ctrl-C at the
+terminal reaches the whole process group: the coordinator decides); SIGTERM (``systemctl
+stop`` signals every process of the unit) stops cleanly and still reports, like "cancel".
 """
 
 from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 from dataclasses import asdict
 from typing import Any
 
 from twisted.internet import defer, stdio, task
 from twisted.internet.error import CannotListenError
-from twisted.logger import globalLogBeginner
+from twisted.logger import Logger, globalLogBeginner
 from twisted.protocols.basic import LineReceiver
 
 from callmeter.config import ConfigError, load_config
@@ -43,6 +50,7 @@ __all__ = ["main"]
 class _Child(LineReceiver):
     delimiter = b"\n"
     MAX_LENGTH = 64 * 1024 * 1024
+    log = Logger()
 
     def __init__(self, reactor: Any, finished: defer.Deferred[None]) -> None:
         self.reactor = reactor
@@ -60,12 +68,35 @@ class _Child(LineReceiver):
         except ValueError:
             return
         kind = message.get("type")
-        if kind == "setup":
-            self.setup(message)
-        elif kind == "begin" and self.run is not None:
-            self.begin(tuple(message["ports"]))
-        elif kind == "cancel" and self.run is not None:
-            self.run.cancel()
+        try:
+            if kind == "setup":
+                self.setup(message)
+            elif kind == "begin" and self.run is not None:
+                self.begin(tuple(message["ports"]))
+            elif kind == "cancel":
+                self.cancel()
+            elif kind == "abort":
+                self.abort()
+        except Exception as error:
+            self.log.failure("worker process failed on {kind!r}", kind=kind)
+            self.fail(f"{type(error).__name__}: {error}")
+
+    def cancel(self) -> None:
+        """Hang up and unregister, then report (also before "begin": report at once)."""
+        if self.completed:
+            return
+        if self.run is None:
+            self.fail("cancelled before the plan was set up")
+            return
+        self.run.cancel().addCallback(self.done)
+
+    def abort(self) -> None:
+        if self.completed:
+            return
+        if self.run is None:
+            self.fail("aborted before the plan was set up")
+            return
+        self.run.abort().addCallback(self.done)
 
     def setup(self, message: dict[str, Any]) -> None:
         from callmeter.engine.media import fetch_plan_media
@@ -74,7 +105,7 @@ class _Child(LineReceiver):
             config = load_config(os.environ, require_token=False)
             plan = parse_plan(message["plan"], max_endpoints=10**9)
         except (ConfigError, PlanError) as error:
-            self.fail(str(error))
+            self.fail(str(error), config=True)
             return
         fetching = fetch_plan_media(config, plan, self.reactor)  # the coordinator's cache hit
         fetching.addCallbacks(
@@ -107,7 +138,11 @@ class _Child(LineReceiver):
             port = self.run.open()
         except CannotListenError as error:
             reason = getattr(error.socketError, "strerror", None) or str(error.socketError)
-            self.fail(f"cannot listen for SIP on {config.sip_ip}: {reason}")
+            self.fail(
+                f"cannot listen for SIP on {config.sip_ip}:{config.sip_port}: {reason} "
+                "(set SIP_PORT to a free port, or SIP_PORT=0 for any)",
+                config=True,
+            )
             return
         self.send({"type": "ready", "port": port})
 
@@ -132,6 +167,8 @@ class _Child(LineReceiver):
 
     def done(self, report: dict[str, Any]) -> None:
         assert self.run is not None
+        if self.completed:
+            return
         if self.ticker is not None and self.ticker.running:
             self.ticker.stop()
         self.send(
@@ -141,12 +178,15 @@ class _Child(LineReceiver):
                 "windows": self.run.window_seq,
                 "sets": {name: s.to_wire() for name, s in self.run.run_sets().items()},
                 "calls": [asdict(call) for call in self.run.calls],
+                "interrupted": self.run.interrupted,
             }
         )
         self.close()
 
-    def fail(self, reason: str) -> None:
-        self.send({"type": "error", "message": reason})
+    def fail(self, reason: str, config: bool = False) -> None:
+        if self.completed:
+            return
+        self.send({"type": "error", "message": reason, "config": config})
         self.close()
 
     def close(self) -> None:
@@ -157,6 +197,7 @@ class _Child(LineReceiver):
     def connectionLost(self, reason: Any = None) -> None:
         if not self.completed and self.run is not None:
             # The coordinator went away: stop cleanly (BYE, un-REGISTER), then exit.
+            self.completed = True
             self.run.cancel().addBoth(lambda _: self._exit())
             return
         self._exit()
@@ -167,15 +208,28 @@ class _Child(LineReceiver):
 
 
 def main() -> None:
+    # A Ctrl-C at the terminal reaches every process of the group: the coordinator decides
+    # (it sends "cancel", then "abort").  Set before the reactor, which then keeps it.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     raise_open_files_limit()  # three sockets per RTP stream
-    # Our stdout is the protocol: log warnings and errors to stderr, one text line each.
+    # Our stdout is the protocol: log warnings and errors to stderr, one JSON line each.
     globalLogBeginner.beginLoggingTo(
-        [make_observer("warn", "text", sys.stderr)], redirectStandardIO=False
+        [make_observer("warn", "json", sys.stderr)], redirectStandardIO=False
     )
 
     def run(reactor: Any) -> defer.Deferred[None]:
         finished: defer.Deferred[None] = defer.Deferred()
-        stdio.StandardIO(_Child(reactor, finished), reactor=reactor)
+        child = _Child(reactor, finished)
+        stdio.StandardIO(child, reactor=reactor)
+
+        def on_term(signum: int, frame: Any) -> None:
+            reactor.callFromThread(child.cancel)
+
+        def install_handlers() -> None:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            signal.signal(signal.SIGTERM, on_term)
+
+        reactor.callWhenRunning(install_handlers)
         return finished
 
     task.react(run, [])

@@ -5,8 +5,10 @@ mergeable :class:`~callmeter.quality.histogram.Histogram`) of register time, PDD
 per-stream jitter, RTT and MOS.  ``window()`` gives the figures since the last window and starts a
 new one; ``report()`` the figures of the whole run.  Both have the report's shape::
 
-    {"sip": {"register": {"attempted", "succeeded", "failed", "time_ms": {"p50", "p95", "max"}},
-             "calls": {"attempted", "established", "failed", "failed_by_code": {CODE: n}},
+    {"sip": {"register": {"attempted", "succeeded", "failed", "time_ms": {"p50", "p95", "max"},
+                          "failed_by_code": {CODE: n}, "causes": {CAUSE: n}},
+             "calls": {"attempted", "established", "failed", "failed_by_code": {CODE: n},
+                       "causes": {CAUSE: n}},
              "setup_time_ms": {...}, "pdd_ms": {...}},
      "rtp": {"sent": {"packets", "bytes"}, "received": {...}, "lost": {"packets"}, "loss_pct",
              "jitter_ms": {"mean", "p95", "max"}, "rtt_ms": {...}, "mos": {"mean", "min"}}}
@@ -55,6 +57,10 @@ class MetricSet:
     calls_failed: int = 0
     failed_by_code: Counter[str] = field(default_factory=Counter)
     register_failed_by_code: Counter[str] = field(default_factory=Counter)
+    #: Why calls and registrations failed, one line per cause ("no answer from HOST:PORT
+    #: over UDP", "403 Forbidden from HOST:PORT"), with counts.
+    call_causes: Counter[str] = field(default_factory=Counter)
+    register_causes: Counter[str] = field(default_factory=Counter)
     register_ms: Histogram = field(default_factory=Histogram)
     setup_ms: Histogram = field(default_factory=Histogram)
     pdd_ms: Histogram = field(default_factory=Histogram)
@@ -86,6 +92,8 @@ class MetricSet:
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.failed_by_code.update(other.failed_by_code)
         self.register_failed_by_code.update(other.register_failed_by_code)
+        self.call_causes.update(other.call_causes)
+        self.register_causes.update(other.register_causes)
         for name in ("register_ms", "setup_ms", "pdd_ms", "jitter_ms", "rtt_ms", "mos"):
             getattr(self, name).merge(getattr(other, name))
 
@@ -119,12 +127,14 @@ class MetricSet:
                     "failed": self.register_failed,
                     "time_ms": _summary(self.register_ms),
                     "failed_by_code": dict(sorted(self.register_failed_by_code.items())),
+                    "causes": _by_count(self.register_causes),
                 },
                 "calls": {
                     "attempted": self.calls_attempted,
                     "established": self.calls_established,
                     "failed": self.calls_failed,
                     "failed_by_code": dict(sorted(self.failed_by_code.items())),
+                    "causes": _by_count(self.call_causes),
                 },
                 "setup_time_ms": _summary(self.setup_ms),
                 "pdd_ms": _summary(self.pdd_ms),
@@ -183,7 +193,9 @@ class GroupMetrics:
         for target in self._both():
             target.register_attempted += 1
 
-    def register_done(self, time_ms: float | None, failed_code: int | None = None) -> None:
+    def register_done(
+        self, time_ms: float | None, failed_code: int | None = None, cause: str | None = None
+    ) -> None:
         for target in self._both():
             if failed_code is None:
                 target.register_succeeded += 1
@@ -192,6 +204,7 @@ class GroupMetrics:
             else:
                 target.register_failed += 1
                 target.register_failed_by_code[str(failed_code)] += 1
+                target.register_causes[cause or str(failed_code)] += 1
 
     def call_attempted(self) -> None:
         for target in self._both():
@@ -205,10 +218,11 @@ class GroupMetrics:
             if pdd_ms is not None:
                 target.pdd_ms.record(pdd_ms)
 
-    def call_failed(self, code: int) -> None:
+    def call_failed(self, code: int, cause: str | None = None) -> None:
         for target in self._both():
             target.calls_failed += 1
             target.failed_by_code[str(code)] += 1
+            target.call_causes[cause or str(code)] += 1
 
     def stream_progress(self, current: StreamResult, counted: StreamResult | None) -> None:
         """A stream still running: its new packets since ``counted`` go into this window, and
@@ -265,7 +279,13 @@ def total_of(sets: Mapping[str, MetricSet], callers: Iterable[str]) -> MetricSet
         total.calls_established = callers_only.calls_established
         total.calls_failed = callers_only.calls_failed
         total.failed_by_code = callers_only.failed_by_code
+        total.call_causes = callers_only.call_causes
     return total
+
+
+def _by_count(causes: Counter[str]) -> dict[str, int]:
+    """Causes, the most frequent first (ties by text, so reports compare equal)."""
+    return dict(sorted(causes.items(), key=lambda item: (-item[1], item[0])))
 
 
 def _round(value: float | None, digits: int = 3) -> float | None:

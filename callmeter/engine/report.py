@@ -40,7 +40,10 @@ def format_report(
     windows: int,
     sets: Mapping[str, MetricSet],
     processes: int = 1,
+    interrupted: bool = False,
 ) -> dict[str, Any]:
+    """The run's report; ``interrupted`` (stopped by the user or a signal before
+    ``duration_s``) is never a pass, whatever the figures."""
     report: dict[str, Any] = {
         "plan": plan.name,
         "run": run_id,
@@ -49,8 +52,19 @@ def format_report(
         "endpoints": plan.endpoints,
         "processes": processes,
         "windows": windows,
+        "interrupted": interrupted,
         "groups": {name: s.as_report() for name, s in sets.items()},
         "total": total_of(sets, caller_groups(plan)).as_report(),
     }
     report["pass"] = evaluate(plan, report)
+    if interrupted:
+        report["pass"]["criteria"].append(
+            {
+                "criterion": "ran to the end (not interrupted)",
+                "limit": plan.duration_s,
+                "value": round(duration_s, 3),
+                "passed": False,
+            }
+        )
+        report["pass"]["passed"] = False
     return report

@@ -26,6 +26,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from callmeter.config import Config
+from callmeter.engine.causes import failure_cause, unfinished_cause
 from callmeter.engine.metrics import GroupMetrics, MetricSet, StreamResult, total_of
 from callmeter.engine.report import caller_groups, format_report, format_window
 from callmeter.plan import Group, Plan, Registrar
@@ -109,6 +110,8 @@ class _Endpoint:
     registrar: Registrar | None
     registration: Registration | None = None
     registered: bool = False
+    #: The first REGISTER is out and has no final answer yet.
+    registering: bool = False
 
     @property
     def domain(self) -> str | None:
@@ -160,6 +163,9 @@ class TestRun:
         self._counted: dict[OutgoingCall | IncomingCall, list[StreamResult]] = {}
         self.report: dict[str, Any] | None = None
         self.error: str | None = None
+        #: Stopped by cancel() before the plan's duration: never a pass.
+        self.interrupted = False
+        self._closed = False
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -199,11 +205,28 @@ class TestRun:
 
     def cancel(self) -> defer.Deferred[dict[str, Any]]:
         """Stop now: hang up, unregister, close; fires with the report of what ran."""
+        if not self._stopping:
+            self.interrupted = True
         self._time_is_up()
+        return self._finished
+
+    def abort(self) -> defer.Deferred[dict[str, Any]]:
+        """Stop at once (a second Ctrl-C): no waiting for BYEs or un-REGISTERs; fires with
+        the report of what ran, interrupted."""
+        if not self._stopping:
+            self.interrupted = True
+            self._stopping = True
+        for timer in self._timers:
+            if timer.active():
+                timer.cancel()
+        self._timers.clear()
+        self._close()
         return self._finished
 
     @property
     def elapsed(self) -> float:
+        if not self.wall_started:
+            return 0.0  # not begun (cancelled while setting up)
         return float(self.reactor.seconds() - self.started_at)
 
     def progress(self) -> dict[str, Any]:
@@ -286,17 +309,27 @@ class TestRun:
             return
         metrics = self.metrics[endpoint.group.name]
         metrics.register_attempted()
+        endpoint.registering = True
+        target = self._registrar_target(endpoint.registrar) if endpoint.registrar else None
 
         def done(time_ms: float) -> None:
+            if not endpoint.registering:
+                return  # already counted as unanswered when the run ended
+            endpoint.registering = False
             endpoint.registered = True
             metrics.register_done(time_ms)
 
         def failed(failure: Failure) -> None:
-            code = failure.value.code if isinstance(failure.value, RegistrationFailed) else 500
-            metrics.register_done(None, failed_code=code)
-            self.log.warn(
-                "{user} did not register: {reason}", user=endpoint.user, reason=str(failure.value)
-            )
+            if not endpoint.registering:
+                return
+            endpoint.registering = False
+            error = failure.value
+            if isinstance(error, RegistrationFailed):
+                code, cause = error.code, failure_cause(error.code, error.reason, target)
+            else:
+                code, cause = 500, f"500 {error}"
+            metrics.register_done(None, failed_code=code, cause=cause)
+            self.log.warn("{user} did not register: {cause}", user=endpoint.user, cause=cause)
 
         endpoint.registration.start().addCallbacks(done, failed)
 
@@ -323,7 +356,7 @@ class TestRun:
             media = self.media_factory(caller.group)
         except (ValueError, SipParseError) as error:
             metrics.call_attempted()
-            metrics.call_failed(500)
+            metrics.call_failed(500, f"not placed: {error}")
             self.log.warn(
                 "call from {user} not placed: {error}", user=caller.user, error=str(error)
             )
@@ -346,7 +379,7 @@ class TestRun:
         self._media[call] = (caller.group.name, media)
         call.start().addCallbacks(
             lambda _: self._established(call, caller, record, metrics),
-            lambda failure: self._call_failed(failure, record, metrics),
+            lambda failure: self._call_failed(failure, record, metrics, target),
         )
         call.ended.addCallback(
             lambda how: self._ended(call, caller, record, metrics, how, media, number)
@@ -392,11 +425,22 @@ class TestRun:
         assert spec is not None
         self._later(spec.duration_s, call.hangup)
 
-    def _call_failed(self, failure: Failure, record: CallRecord, metrics: GroupMetrics) -> None:
-        code = failure.value.code if isinstance(failure.value, CallFailed) else 500
+    def _call_failed(
+        self, failure: Failure, record: CallRecord, metrics: GroupMetrics, target: Target
+    ) -> None:
+        error = failure.value
+        if self._stopping and isinstance(error, CallFailed) and error.code == 487:
+            # We cancelled it because the run ended: it never got its answer (RFC 3261
+            # 8.1.3.1's 408 for a request that got no final response), never a blank.
+            record.final_code = 408
+            metrics.call_failed(408, unfinished_cause("call", target))
+            return
+        if isinstance(error, CallFailed):
+            code, cause = error.code, failure_cause(error.code, error.reason, target)
+        else:
+            code, cause = 500, f"500 {error}"
         record.final_code = code
-        if not (self._stopping and code == 487):
-            metrics.call_failed(code)
+        metrics.call_failed(code, cause)
 
     def _ended(
         self,
@@ -457,8 +501,13 @@ class TestRun:
             def ended(how: CallEnd) -> None:
                 if call.times.answered is not None:
                     metrics.call_established(None, None)
-                elif not self._stopping:
-                    metrics.call_failed(call.times.final_code or 500)
+                elif self._stopping:
+                    record.final_code = 408
+                    metrics.call_failed(408, "incoming call not answered before the run ended")
+                else:
+                    code = call.times.final_code or 500
+                    record.final_code = code
+                    metrics.call_failed(code, f"incoming call ended with {code}")
                 self._ended(call, endpoint, record, metrics, how, media, None)
 
             call.ended.addCallback(ended)
@@ -543,6 +592,18 @@ class TestRun:
         ended.addBoth(lambda _: self._unregister())
 
     def _unregister(self) -> defer.Deferred[Any]:
+        if self._closed:  # aborted meanwhile
+            return defer.succeed(None)
+        for members in self.endpoints.values():
+            for endpoint in members:
+                if endpoint.registering:  # its first REGISTER never got a final answer
+                    endpoint.registering = False
+                    target = (
+                        self._registrar_target(endpoint.registrar) if endpoint.registrar else None
+                    )
+                    self.metrics[endpoint.group.name].register_done(
+                        None, failed_code=408, cause=unfinished_cause("REGISTER", target)
+                    )
         removals = [
             e.registration.stop()
             for group in self.endpoints.values()
@@ -555,6 +616,9 @@ class TestRun:
         return done
 
     def _close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
         final_window = self._window()
         if self.on_window is not None:
             try:
@@ -579,6 +643,7 @@ class TestRun:
             self.elapsed,
             self.window_seq,
             self.run_sets(),
+            interrupted=self.interrupted,
         )
 
     def _caller_groups(self) -> list[str]:

@@ -411,7 +411,7 @@ class OutgoingCall(_Call):
         if self.times.answered is None and self.active:
             self._cancel_wanted = True
             self._send_cancel()
-            self._failed(408, "no answer in time")
+            self._failed(408, f"no answer within {self.setup_timeout:g} s (setup_timeout_s)")
 
     def _cancel_timeout(self) -> None:
         if self._timeout is not None and self._timeout.active():

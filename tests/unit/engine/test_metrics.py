@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from callmeter.engine.metrics import GroupMetrics, MetricSet, StreamResult, total_of
+from callmeter.engine.metrics import GroupMetrics, MetricSet, StreamResult, merge_sets, total_of
 
 
 def stream(received: int, jitter: float = 1.0) -> StreamResult:
@@ -51,7 +51,8 @@ def test_total_counts_each_call_once_and_merges_histograms() -> None:
         callees.call_attempted()
         callees.call_established(None, None)
     callers.call_attempted()
-    callers.call_failed(486)
+    callers.call_failed(486, "486 Busy Here from 127.0.0.1:5060")
+    callees.call_failed(487, "incoming call not answered before the run ended")
     callers.stream_final(stream(1000, jitter=0.5), None)
     callees.stream_final(stream(1000, jitter=4.0), None)
     total = total_of({"callers": callers.run_set, "callees": callees.run_set}, ["callers"])
@@ -61,6 +62,7 @@ def test_total_counts_each_call_once_and_merges_histograms() -> None:
         "established": 3,
         "failed": 1,
         "failed_by_code": {"486": 1},
+        "causes": {"486 Busy Here from 127.0.0.1:5060": 1},  # the callers' side only
     }
     assert report["rtp"]["received"]["packets"] == 2000
     assert report["rtp"]["jitter_ms"]["max"] == 4.0
@@ -77,3 +79,21 @@ def test_wire_round_trip_for_other_processes() -> None:
     metrics.stream_final(stream(500), None)
     again = MetricSet.from_wire(metrics.run_set.to_wire())
     assert again.as_report() == metrics.run_set.as_report()
+
+
+def test_causes_merge_across_processes_and_sort_by_count() -> None:
+    """Each process counts its causes; the merged report lists the most frequent first."""
+    one, two = GroupMetrics(), GroupMetrics()
+    for metrics, causes in ((one, ["b", "a", "a"]), (two, ["a", "c", "c", "c"])):
+        for cause in causes:
+            metrics.register_attempted()
+            metrics.register_done(None, failed_code=408, cause=f"no answer ({cause})")
+    wire = [MetricSet.from_wire(m.run_set.to_wire()) for m in (one, two)]
+    register = merge_sets(wire).as_report()["sip"]["register"]
+    assert register["failed"] == 7
+    assert list(register["causes"].items()) == [
+        ("no answer (a)", 3),
+        ("no answer (c)", 3),
+        ("no answer (b)", 1),
+    ]
+    assert register["failed_by_code"] == {"408": 7}
