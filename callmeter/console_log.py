@@ -42,7 +42,8 @@ class ConsoleLogObserver:
         self._write_line = write
         self._level = level
         self._clock = clock
-        self._seen: dict[str, tuple[float, int, int]] = {}  # kind -> (period start, shown, left)
+        # kind -> (period start, lines shown, lines left out, the last one left out)
+        self._seen: dict[str, tuple[float, int, int, str]] = {}
 
     def __call__(self, event: dict[str, Any]) -> None:
         level = event.get("log_level", LogLevel.info)
@@ -54,23 +55,25 @@ class ConsoleLogObserver:
             message = f"{message}: {failure.getErrorMessage()}"
         kind = self._kind(event, message)
         now = self._clock()
-        start, shown, left = self._seen.get(kind, (now, 0, 0))
+        start, shown, left, last = self._seen.get(kind, (now, 0, 0, ""))
         if now - start >= PERIOD_S:
-            if left:
-                self._write(level, f"({left} more like the next line were left out)")
+            self._left_out(level, left, last)
             start, shown, left = now, 0, 0
         if shown >= BURST:
-            self._seen[kind] = (start, shown, left + 1)
+            self._seen[kind] = (start, shown, left + 1, message)
             return
-        self._seen[kind] = (start, shown + 1, left)
+        self._seen[kind] = (start, shown + 1, left, "")
         self._write(level, message)
 
     def flush(self) -> None:
         """Say how many lines of each kind were left out (at the end of the run)."""
-        for kind, (_, _, left) in sorted(self._seen.items()):
-            if left:
-                self._write(LogLevel.warn, f"{left} more like {kind!r} were left out")
+        for _, _, left, last in self._seen.values():
+            self._left_out(LogLevel.warn, left, last)
         self._seen.clear()
+
+    def _left_out(self, level: LogLevel, left: int, last: str) -> None:
+        if left:
+            self._write(level, f"({left} more like this were left out, the last:) {last}")
 
     def _kind(self, event: dict[str, Any], message: str) -> str:
         if (

@@ -161,6 +161,8 @@ class TestRun:
         self._stopping = False
         self._media: dict[OutgoingCall | IncomingCall, tuple[str, RunMedia]] = {}
         self._counted: dict[OutgoingCall | IncomingCall, list[StreamResult]] = {}
+        #: Calls with no outcome yet, and how to count them as failed if the run closes first.
+        self._unsettled: dict[OutgoingCall | IncomingCall, Callable[[], None]] = {}
         self.report: dict[str, Any] | None = None
         self.error: str | None = None
         #: Stopped by cancel() before the plan's duration: never a pass.
@@ -377,9 +379,10 @@ class TestRun:
         metrics.call_attempted()
         self.active.add(call)
         self._media[call] = (caller.group.name, media)
+        self._unsettled[call] = lambda: self._unfinished(record, metrics, target)
         call.start().addCallbacks(
             lambda _: self._established(call, caller, record, metrics),
-            lambda failure: self._call_failed(failure, record, metrics, target),
+            lambda failure: self._call_failed(call, failure, record, metrics, target),
         )
         call.ended.addCallback(
             lambda how: self._ended(call, caller, record, metrics, how, media, number)
@@ -418,6 +421,8 @@ class TestRun:
     def _established(
         self, call: OutgoingCall, caller: _Endpoint, record: CallRecord, metrics: GroupMetrics
     ) -> None:
+        if self._unsettled.pop(call, None) is None:
+            return  # counted as unfinished when the run closed
         record.pdd_ms = call.times.pdd_ms
         record.setup_ms = call.times.setup_ms
         metrics.call_established(call.times.setup_ms, call.times.pdd_ms)
@@ -426,14 +431,19 @@ class TestRun:
         self._later(spec.duration_s, call.hangup)
 
     def _call_failed(
-        self, failure: Failure, record: CallRecord, metrics: GroupMetrics, target: Target
+        self,
+        call: OutgoingCall,
+        failure: Failure,
+        record: CallRecord,
+        metrics: GroupMetrics,
+        target: Target,
     ) -> None:
+        if self._unsettled.pop(call, None) is None:
+            return  # counted as unfinished when the run closed
         error = failure.value
         if self._stopping and isinstance(error, CallFailed) and error.code == 487:
-            # We cancelled it because the run ended: it never got its answer (RFC 3261
-            # 8.1.3.1's 408 for a request that got no final response), never a blank.
-            record.final_code = 408
-            metrics.call_failed(408, unfinished_cause("call", target))
+            # We cancelled it because the run ended: it never got its answer.
+            self._unfinished(record, metrics, target)
             return
         if isinstance(error, CallFailed):
             code, cause = error.code, failure_cause(error.code, error.reason, target)
@@ -441,6 +451,12 @@ class TestRun:
             code, cause = 500, f"500 {error}"
         record.final_code = code
         metrics.call_failed(code, cause)
+
+    def _unfinished(self, record: CallRecord, metrics: GroupMetrics, target: Target) -> None:
+        """A call with no final answer when the run ended: 408, as RFC 3261 8.1.3.1 treats
+        a request that got no final response, never a blank."""
+        record.final_code = 408
+        metrics.call_failed(408, unfinished_cause("INVITE", target))
 
     def _ended(
         self,
@@ -498,12 +514,22 @@ class TestRun:
             self.active.add(call)
             self._media[call] = (endpoint.group.name, media)
 
-            def ended(how: CallEnd) -> None:
+            def settle() -> None:
+                """Counted once: established if answered, else unanswered at the end."""
                 if call.times.answered is not None:
                     metrics.call_established(None, None)
-                elif self._stopping:
+                else:
                     record.final_code = 408
                     metrics.call_failed(408, "incoming call not answered before the run ended")
+
+            self._unsettled[call] = settle
+
+            def ended(how: CallEnd) -> None:
+                if self._unsettled.pop(call, None) is None:
+                    self._ended(call, endpoint, record, metrics, how, media, None)
+                    return
+                if call.times.answered is not None or self._stopping:
+                    settle()
                 else:
                     code = call.times.final_code or 500
                     record.final_code = code
@@ -619,6 +645,9 @@ class TestRun:
         if self._closed:
             return
         self._closed = True
+        for settle in list(self._unsettled.values()):
+            settle()
+        self._unsettled.clear()
         final_window = self._window()
         if self.on_window is not None:
             try:
