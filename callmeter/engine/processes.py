@@ -169,6 +169,12 @@ class _ChildProtocol(protocol.ProcessProtocol):
             message=message,
             traceback=record.get("traceback"),
         )
+        if record.get("traceback"):  # for --log FILE (every level), not the terminal
+            self.log.debug(
+                "worker {index} traceback:\n{traceback}",
+                index=self.index,
+                traceback=record["traceback"],
+            )
 
     def processEnded(self, reason: Failure) -> None:
         if self._errors:
