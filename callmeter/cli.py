@@ -29,7 +29,7 @@ def main(
         out.write(f"callmeter-worker {__version__}\n")
         return 0
     if args.command == "config":
-        return _config(env, out, require_token=not args.no_token)
+        return _config(env, out, require_token=not args.no_token, env_file=args.env_file)
     if args.command == "run":
         from callmeter.runner import RunOptions, run_command
 
@@ -66,10 +66,30 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     commands.add_parser("version", help="print the version")
     config = commands.add_parser(
-        "config", help="check the configuration (environment) and print it, secrets masked"
+        "config",
+        help="check the service's configuration and print it with the source of every value, "
+        "secrets masked",
+        description="Reads what callmeter-worker.service gets from systemd: the environment "
+        "file /etc/callmeter/worker.env, parsed as systemd's EnvironmentFile= does (KEY=VALUE "
+        "lines, # and ; comments, quotes, no 'export', no $expansion), then the drop-ins "
+        "/etc/systemd/system/callmeter-worker.service.d/*.conf (Environment=, more "
+        "EnvironmentFile=, LoadCredential=worker_token:PATH for the token). Every value's "
+        "SOURCE column names the file it comes from, or 'default'. Variables set in your own "
+        "shell override those files here, so that you can try a value, but the service never "
+        "sees them: their SOURCE reads 'environment (your shell...)'. To check exactly what "
+        "the service gets, leave them out: sudo env -i callmeter config. worker.env and "
+        "the token file are not world-readable (systemd reads them as root): use sudo. "
+        "Exit 0 when the configuration is valid, 2 when not (one line names the variable, "
+        "the value and the file it came from) or when a file cannot be read.",
     )
     config.add_argument(
         "--no-token", action="store_true", help="do not require WORKER_TOKEN (local runs need none)"
+    )
+    config.add_argument(
+        "--env-file",
+        metavar="PATH",
+        help="the environment file to check instead of /etc/callmeter/worker.env (an absent "
+        "file is fine: the defaults apply)",
     )
     run = commands.add_parser(
         "run",
@@ -98,16 +118,42 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _config(environ: Mapping[str, str], out: TextIO, *, require_token: bool) -> int:
+def _config(
+    environ: Mapping[str, str],
+    out: TextIO,
+    *,
+    require_token: bool,
+    env_file: str | None = None,
+    dropin_dir: str | None = None,
+    credstore_dirs: Sequence[str] | None = None,
+) -> int:
+    """`callmeter config`: the service's sources (config_sources), validated by load_config.
+
+    The paths default to config_sources' ENV_FILE, DROPIN_DIR and CREDSTORE_DIRS.
+    """
+    from callmeter import config_sources as sources
     from callmeter.config import ConfigError, load_config
 
     try:
-        config = load_config(environ, require_token=require_token)
-    except ConfigError as error:
+        found = sources.gather(
+            environ,
+            env_file=env_file or sources.ENV_FILE,
+            dropin_dir=dropin_dir or sources.DROPIN_DIR,
+            credstore_dirs=sources.CREDSTORE_DIRS if credstore_dirs is None else credstore_dirs,
+            require_token=require_token,
+        )
+    except sources.SourceError as error:
         sys.stderr.write(f"callmeter: {error}\n")
         return 2
-    for name, value in config.describe().items():
-        out.write(f"{name:24} {value}\n")
+    try:
+        config = load_config(
+            found.environ, require_token=require_token, credential_file=found.credential_file
+        )
+    except ConfigError as error:
+        out.write(sources.render_sources(found))
+        sys.stderr.write(f"callmeter: {error}{found.where(error.variable)}\n")
+        return 2
+    out.write(sources.render(config, found))
     return 0
 
 

@@ -161,11 +161,15 @@ def load_config(
     require_token: bool = True,
     local_address: Callable[[str], bool] | None = None,
     cpu_count: int | None = None,
+    credential_file: str | None = None,
 ) -> Config:
     """Parse the environment, with ``overrides`` (twistd options, by variable name) winning.
 
     Raises :class:`ConfigError` for the first bad value.  ``local_address`` decides whether an
     address belongs to this host (default: try to bind it); tests pass their own.
+    ``credential_file`` is read where systemd's ``$CREDENTIALS_DIRECTORY/worker_token`` would be,
+    when the environment has none: `callmeter config` passes the file a drop-in's
+    ``LoadCredential=worker_token:PATH`` names.
     """
     env = {key: value for key, value in environ.items()}
     for key, value in (overrides or {}).items():
@@ -173,7 +177,7 @@ def load_config(
             env[key] = value
     is_local = local_address or is_local_address
 
-    token, token_source = _token(env)
+    token, token_source = _token(env, credential_file)
     if require_token and token is None:
         raise ConfigError(
             "WORKER_TOKEN",
@@ -228,7 +232,9 @@ def load_config(
 # -- the worker token ------------------------------------------------------------------------
 
 
-def _token(env: Mapping[str, str]) -> tuple[Secret | None, str | None]:
+def _token(
+    env: Mapping[str, str], credential_file: str | None = None
+) -> tuple[Secret | None, str | None]:
     """WORKER_TOKEN, else WORKER_TOKEN_FILE, else $CREDENTIALS_DIRECTORY/worker_token."""
     if "WORKER_TOKEN" in env:
         return _checked_token(env["WORKER_TOKEN"], "WORKER_TOKEN"), "WORKER_TOKEN"
@@ -238,6 +244,8 @@ def _token(env: Mapping[str, str]) -> tuple[Secret | None, str | None]:
         candidate = Path(env["CREDENTIALS_DIRECTORY"]) / CREDENTIAL_NAME
         if candidate.exists():
             path, variable = str(candidate), "CREDENTIALS_DIRECTORY"
+    if path is None and credential_file:
+        path, variable = credential_file, "CREDENTIALS_DIRECTORY"
     if path is None:
         return None, None
     try:
