@@ -439,7 +439,11 @@ class _Checker:
         for key in spec:
             if key not in allowed:
                 where = f"{path}.{key}" if path else str(key)
-                self.problem(where, "unknown field (see docs/plan.md)")
+                self.problem(
+                    where,
+                    "unknown field (see docs/plan.md, installed as "
+                    "/usr/share/doc/callmeter-worker/plan.md)",
+                )
 
     def string(
         self,
