@@ -97,7 +97,11 @@ def _parser() -> argparse.ArgumentParser:
         description="Exit 0 when the plan's pass criteria hold, 1 when not, 2 for a bad plan "
         "or configuration. Ctrl-C stops cleanly and still writes the report.",
     )
-    run.add_argument("plan", help="the plan (JSON, see docs/plan.md)")
+    run.add_argument(
+        "plan",
+        help="the plan (JSON, see docs/plan.md; installed as "
+        "/usr/share/doc/callmeter-worker/plan.md)",
+    )
     run.add_argument("--report", metavar="FILE.json", help="write the JSON report here")
     run.add_argument("--json", action="store_true", help="print the JSON report on stdout")
     run.add_argument("--calls", metavar="FILE.csv", help="write one CSV row per call")

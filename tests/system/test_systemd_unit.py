@@ -197,6 +197,17 @@ def test_install_creates_user_config_and_enables_without_starting(scenario: Scen
     assert c.run(["stat", "-c", "%a %U %G", CONF]).stdout.split() == ["640", "root", "callmeter"]
     template = c.run(["cat", "/usr/share/callmeter-worker/worker.env"]).stdout
     assert c.run(["cat", CONF]).stdout == template
+    # The docs every plan error points to, where the error says (plan.md uncompressed).
+    for doc in ("README.md", "plan.md", "architecture.md.gz", "protocol.md.gz"):
+        path = f"/usr/share/doc/callmeter-worker/{doc}"
+        assert c.run(["test", "-f", path], check=False).returncode == 0, path
+    # `callmeter config` reads the unit's environment file, as the service does.
+    c.run(["sh", "-c", f"echo SIP_PORT=5090 >> {CONF}"])
+    shown = c.run(["callmeter", "config", "--no-token"]).stdout
+    assert [line.split()[:3] for line in shown.splitlines() if line.startswith("SIP_PORT")] == [
+        ["SIP_PORT", "5090", CONF]
+    ], shown
+    c.run(["sed", "-i", "/^SIP_PORT=5090$/d", CONF])
     # The shipped unit, as systemd parsed it.
     shipped = c.show(
         UNIT,
