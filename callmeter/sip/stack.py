@@ -7,6 +7,8 @@ them through client transactions, and dispatches incoming requests:
 - a retransmission or the ACK of a non-2xx: absorbed by the transaction layer;
 - the ACK of a 2xx, or any request with a To tag: to the dialog it names (481 when none);
 - CANCEL: 200, and the INVITE it cancels ends with 487 (RFC 3261 9.2); 481 when none matches;
+- any other request the UAS checks of 8.2.2-8.2.3 refuse: 416, 420, 415 or 406
+  (:mod:`callmeter.sip.uas_checks`);
 - OPTIONS outside a dialog: 200 with Allow and Accept (11.2), whatever the user;
 - INVITE outside a dialog: to the endpoint named by the Request-URI user (404 when none);
 - anything else outside a dialog: 405 with Allow, or 501 for a method we do not know.
@@ -40,6 +42,7 @@ from callmeter.sip.transaction import (
     TransactionLayer,
 )
 from callmeter.sip.transport import Origin, Target
+from callmeter.sip.uas_checks import rejection
 from callmeter.sip.uri import SipUri, format_host
 
 __all__ = ["ALLOW", "DialogUser", "InviteHandler", "SipStack", "Transport"]
@@ -240,6 +243,10 @@ class SipStack:
         method = request.method
         if method == "CANCEL":
             self._cancel(request, transaction)
+            return
+        refused = rejection(request)
+        if refused is not None:
+            transaction.respond(refused)
             return
         if request.headers.to_addr().tag is not None:
             owner = self._dialog_of(request)
