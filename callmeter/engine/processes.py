@@ -317,6 +317,8 @@ class ShardedRun:
             "calls_attempted",
             "calls_established",
             "failures",
+            "register_failed",
+            "calls_failed",
         )
         summed: dict[str, Any] = {
             key: sum(p.get(key, 0) for p in self._progress.values()) for key in keys

@@ -244,6 +244,8 @@ class TestRun:
             "calls_attempted": total.calls_attempted,
             "calls_established": total.calls_established,
             "failures": total.calls_failed + total.register_failed,
+            "register_failed": total.register_failed,
+            "calls_failed": total.calls_failed,
         }
 
     # -- endpoints ------------------------------------------------------------------------

@@ -105,6 +105,7 @@ def test_a_small_run_passes_with_report_and_calls_csv(tmp_path: Path) -> None:
         "established": 4,
         "failed": 0,
         "failed_by_code": {},
+        "causes": {},
     }
     assert total["rtp"]["lost"]["packets"] == 0 and total["rtp"]["loss_pct"] == 0
     # 8 streams (both ends of 4 calls) of ~3 s at 50 packets/s.
