@@ -236,7 +236,9 @@ class ShardedRun:
 
     # -- the TestRun interface ------------------------------------------------------------
 
-    def start(self) -> defer.Deferred[dict[str, Any]]:
+    def start(self, media_files: Mapping[str, str] | None = None) -> defer.Deferred[dict[str, Any]]:
+        """Start the children; ``media_files`` (the plan's media URLs and their local paths,
+        fetched once by the caller) go to each in "setup", which then fetches nothing."""
         slices = rtp_slices(self.config.rtp_port_min, self.config.rtp_port_max, self.processes)
         command = child_command()
         for index in range(self.processes):
@@ -252,16 +254,17 @@ class ShardedRun:
             self.reactor.spawnProcess(
                 child, command[0], command, env=env, childFDs={0: "w", 1: "r", 2: "r"}
             )
-            child.send(
-                {
-                    "type": "setup",
-                    "plan": dict(self.plan.raw),
-                    "shard": index,
-                    "shards": self.processes,
-                    "window_s": self.window_s,
-                    "run_id": self.run_id,
-                }
-            )
+            setup: dict[str, Any] = {
+                "type": "setup",
+                "plan": dict(self.plan.raw),
+                "shard": index,
+                "shards": self.processes,
+                "window_s": self.window_s,
+                "run_id": self.run_id,
+            }
+            if media_files is not None:
+                setup["media"] = dict(media_files)
+            child.send(setup)
         self._watchdog = task.LoopingCall(self._check_children)
         self._watchdog.clock = self.reactor
         self._watchdog.start(1.0, now=False)
