@@ -23,15 +23,16 @@ from pathlib import Path
 from typing import IO, Any
 
 from twisted.internet import defer, task
-from twisted.internet.error import CannotListenError
 from twisted.logger import ILogObserver, globalLogPublisher
 from twisted.python.failure import Failure
 
 from callmeter.config import Config, ConfigError, load_config
 from callmeter.console_log import ConsoleLogObserver
+from callmeter.control.engine_api import Engine, MetricWindow, PreparedPlan, PrepareError, RunHandle
 from callmeter.display import Display
-from callmeter.engine.processes import RunFailed, ShardedRun
-from callmeter.engine.run import MediaFactory, TestRun
+from callmeter.engine import Engine as CallmeterEngine
+from callmeter.engine import RunFailed
+from callmeter.engine.run import MediaFactory
 from callmeter.limits import raise_open_files_limit
 from callmeter.logs import make_observer
 from callmeter.plan import Plan, PlanError, parse_plan
@@ -40,7 +41,9 @@ __all__ = [
     "RunOptions",
     "check_output_path",
     "load_plan",
+    "read_plan",
     "run_command",
+    "window_for_display",
     "write_calls_csv",
 ]
 
@@ -89,16 +92,30 @@ def check_output_path(path: str) -> str | None:
     return None
 
 
-def load_plan(path: str, max_endpoints: int) -> Plan:
-    """Read and validate a plan file; PlanError (with every problem) or OSError."""
+def read_plan(path: str) -> Any:
+    """A plan file's JSON (not yet validated); PlanError for a file that is not JSON, OSError."""
     text = Path(path).read_text(encoding="utf-8")
     try:
-        data = json.loads(text)
+        return json.loads(text)
     except json.JSONDecodeError as error:
         raise PlanError(
             [f"plan: not valid JSON: {error.msg} at line {error.lineno} column {error.colno}"]
         ) from None
-    return parse_plan(data, max_endpoints=max_endpoints)
+
+
+def load_plan(path: str, max_endpoints: int) -> Plan:
+    """Read and validate a plan file; PlanError (with every problem) or OSError."""
+    return parse_plan(read_plan(path), max_endpoints=max_endpoints)
+
+
+def window_for_display(window: MetricWindow) -> dict[str, Any]:
+    """A MetricWindow as the display reads it (``window["total"]["rtp"]``...)."""
+    return {
+        "start": window.start,
+        "end": window.end,
+        "groups": window.groups,
+        "total": window.total,
+    }
 
 
 def run_command(
@@ -108,20 +125,35 @@ def run_command(
     err: IO[str],
     media_factory: Callable[[Config, Plan, Any], MediaFactory] | None = None,
 ) -> int:
-    """Validate, run the plan on a fresh reactor, print and write the results."""
+    """Validate, prepare and run the plan through the engine (callmeter.engine.Engine, as the
+    daemon holds it) on a fresh reactor; print and write the results."""
     try:
         config = load_config(environ, options.overrides, require_token=False)
     except ConfigError as error:
         err.write(f"callmeter: {error}\n")
         return EXIT_BAD_INPUT
+    from twisted.internet import reactor as default_reactor
+
+    factory = None if media_factory is None else _files_ignored(media_factory)
+    engine: Engine = CallmeterEngine(
+        config,
+        default_reactor,
+        processes=options.processes,
+        environ=environ,
+        in_process=options.processes == 1,
+        media_factory=factory,
+    )
     try:
-        plan = load_plan(options.plan, config.max_endpoints)
+        data = read_plan(options.plan)
+        problems = engine.validate(data)
     except OSError as error:
         err.write(f"callmeter: cannot read plan {options.plan}: {error.strerror or error}\n")
         return EXIT_BAD_INPUT
     except PlanError as error:
+        problems = error.problems
+    if problems:
         err.write(f"callmeter: invalid plan {options.plan}:\n")
-        for problem in error.problems:
+        for problem in problems:
             err.write(f"  {problem}\n")
         return EXIT_BAD_INPUT
 
@@ -138,41 +170,25 @@ def run_command(
     observers = _start_logging(options, config, display, err)
 
     def main(reactor: Any) -> defer.Deferred[None]:
-        from callmeter.engine.media import fetch_plan_media
+        # Media files first, once: a URL that 404s is a clear error before any call is made.
+        preparing: defer.Deferred[Any] = engine.prepare(data)
 
-        # Media files first: a URL that 404s is a clear error before any call is made.
-        fetching: defer.Deferred[Any] = fetch_plan_media(config, plan, reactor)
+        def refused(failure: Failure) -> None:
+            failure.trap(PrepareError)
+            outcome["error"] = failure.getErrorMessage()
 
-        def media_failed(failure: Failure) -> None:
-            failure.trap(ValueError)
-            outcome["error"] = f"media: {failure.getErrorMessage()}"
+        preparing.addCallbacks(lambda prepared: run_plan(reactor, prepared), refused)
+        return preparing
 
-        fetching.addCallbacks(lambda files: run_plan(reactor, files), media_failed)
-        return fetching
+    def run_plan(reactor: Any, prepared: PreparedPlan) -> defer.Deferred[Any]:
+        def on_window(window: MetricWindow) -> None:
+            display.progress(handle.progress(), window_for_display(window))
 
-    def run_plan(reactor: Any, files: dict[str, str]) -> defer.Deferred[Any]:
-        def on_window(window: dict[str, Any]) -> None:
-            display.progress(run.progress(), window)
-
-        run: TestRun | ShardedRun
-        if options.processes > 1:
-            run = ShardedRun(
-                plan, config, reactor, options.processes, environ=environ, on_window=on_window
-            )
-        else:
-            try:
-                factory = (
-                    media_factory(config, plan, reactor)
-                    if media_factory is not None
-                    else _default_media_factory(config, plan, reactor, files)
-                )
-            except ValueError as error:
-                outcome["error"] = f"media: {error}"
-                return defer.succeed(None)
-            run = TestRun(plan, config, reactor, factory, on_window=on_window)
-        ticker = task.LoopingCall(lambda: display.progress(run.progress(), None))
+        display.start(prepared.name, prepared.endpoints, prepared.duration_s)
+        handle = engine.start("local", prepared, on_window)
+        ticker = task.LoopingCall(lambda: display.progress(handle.progress(), None))
         ticker.clock = reactor
-        stopper = _Stopper(reactor, run, display)
+        stopper = _Stopper(reactor, handle, display)
 
         def stop_signal(signum: int, frame: Any) -> None:
             reactor.callFromThread(stopper.signal, signum)
@@ -181,26 +197,12 @@ def run_command(
             signal.signal(signal.SIGINT, stop_signal)
             signal.signal(signal.SIGTERM, stop_signal)
 
-        reactor.callWhenRunning(install_handlers)
-        display.start(plan.name, plan.endpoints, plan.duration_s)
-        try:
-            finished: defer.Deferred[Any] = run.start()
-        except CannotListenError as error:
-            display.stop()
-            reason = getattr(error.socketError, "strerror", None) or str(error.socketError)
-            outcome["error"] = (
-                f"cannot listen for SIP on {config.sip_ip}:{config.sip_port}: "
-                f"{reason} (set SIP_PORT to a free port, or SIP_PORT=0 for any)"
-            )
-            return defer.succeed(None)
-        ticker.start(1.0, now=False)
-
         def done(report: dict[str, Any]) -> None:
             if ticker.running:
                 ticker.stop()
             stopper.finished()
             outcome["report"] = report
-            outcome["calls"] = run.calls
+            outcome["calls"] = handle.calls
 
         def failed(failure: Failure) -> None:
             if ticker.running:
@@ -212,6 +214,10 @@ def run_command(
             else:
                 outcome["failed"] = failure.getErrorMessage()
 
+        finished = handle.finished
+        if not finished.called:
+            reactor.callWhenRunning(install_handlers)
+            ticker.start(1.0, now=False)
         finished.addCallbacks(done, failed)
         # Given up on (the run did not stop): end the reactor anyway.
         return defer.DeferredList([finished, stopper.gave_up], fireOnOneCallback=True)
@@ -251,7 +257,7 @@ class _Stopper:
     outlasts :data:`GRACEFUL_S`) stops at once, and an abort that outlasts :data:`ABORT_S`
     gives up on the run."""
 
-    def __init__(self, reactor: Any, run: TestRun | ShardedRun, display: Display) -> None:
+    def __init__(self, reactor: Any, run: RunHandle, display: Display) -> None:
         self.reactor = reactor
         self.run = run
         self.display = display
@@ -417,9 +423,12 @@ def _r(value: float | None) -> str:
     return "" if value is None else f"{value:.3f}"
 
 
-def _default_media_factory(
-    config: Config, plan: Plan, reactor: Any, files: dict[str, str]
-) -> MediaFactory:
-    from callmeter.engine.media import media_factory
+def _files_ignored(
+    make: Callable[[Config, Plan, Any], MediaFactory],
+) -> Callable[[Config, Plan, Any, Mapping[str, str]], MediaFactory]:
+    """A test's media factory (config, plan, reactor) as the engine calls it (with files)."""
 
-    return media_factory(config, plan, reactor, files)
+    def factory(config: Config, plan: Plan, reactor: Any, files: Mapping[str, str]) -> MediaFactory:
+        return make(config, plan, reactor)
+
+    return factory

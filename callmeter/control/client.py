@@ -35,7 +35,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketClientProtocol
-from twisted.internet.defer import CancelledError, Deferred, succeed
+from twisted.internet.defer import CancelledError, Deferred, fail, succeed
 from twisted.internet.interfaces import IProtocol as IProtocolIface
 from twisted.internet.interfaces import IProtocolFactory, IReactorTime, IStreamClientEndpoint
 from twisted.internet.protocol import connectionDone
@@ -44,7 +44,13 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from callmeter.control import protocol as p
-from callmeter.control.engine_api import Engine, MetricWindow, RunHandle
+from callmeter.control.engine_api import (
+    Engine,
+    MetricWindow,
+    PreparedPlan,
+    PrepareError,
+    RunHandle,
+)
 from callmeter.control.heartbeat import DEFAULT_TIMEOUT_S, HeartbeatMonitor
 from callmeter.control.proxy import ProxyError
 from callmeter.control.spool import WindowSpool
@@ -161,6 +167,8 @@ class ControlClient:
         self._heartbeat: HeartbeatMonitor | None = None
         self._drop_reason: str | None = None
         self._run: str | None = None
+        #: The run being prepared (its media fetched): accepted or rejected when that ends.
+        self._preparing: str | None = None
         self._handle: RunHandle | None = None
         self._draining = False
         self._flush_waiters: list[Deferred[None]] = []
@@ -361,21 +369,41 @@ class ControlClient:
     # --- runs -----------------------------------------------------------------------------------
 
     def _assign(self, assign: p.Assign) -> None:
+        """validate (now) -> prepare (the media fetched: later) -> accepted and started, or
+        rejected with the reason; the answer comes when preparation ends."""
         run = assign.run
         if run == self._run or run in set(self.spool.runs()):
             # The gateway sent it again (it restarted, or missed our answer): same answer.
             self._send(p.Accepted(run))
+            return
+        if run == self._preparing:
+            log.info("Run {run} is being prepared: its answer follows", run=run)
             return
         reason = self._why_not(assign)
         if reason is not None:
             log.warn("Rejected run {run}: {reason}", run=run, reason=reason)
             self._send(p.Rejected(run, reason))
             return
+        self._preparing = run
         try:
-            handle = self._engine.start(run, assign.plan, lambda w: self._on_window(run, w))
+            preparing = self._engine.prepare(assign.plan)
+        except Exception:
+            preparing = fail()
+        preparing.addCallbacks(
+            lambda prepared: self._prepared(run, prepared),
+            lambda failure: self._not_prepared(run, failure),
+        )
+
+    def _prepared(self, run: str, prepared: PreparedPlan) -> None:
+        self._preparing = None
+        if self._draining:
+            self._reject(run, "the worker is stopping")
+            return
+        try:
+            handle = self._engine.start(run, prepared, lambda w: self._on_window(run, w))
         except Exception as error:
             log.failure("The engine could not start run {run}", run=run)
-            self._send(p.Rejected(run, _clip(f"the engine could not start the run: {error}")))
+            self._reject(run, _clip(f"the engine could not start the run: {error}"))
             return
         self._run = run
         self._handle = handle
@@ -387,11 +415,26 @@ class ControlClient:
             lambda failure: self._on_engine_failure(run, failure),
         )
 
+    def _not_prepared(self, run: str, failure: Failure) -> None:
+        self._preparing = None
+        if failure.check(PrepareError):
+            reason = _clip(failure.getErrorMessage())
+        else:
+            log.failure("The engine could not prepare run {run}", failure, run=run)
+            reason = _clip(f"the engine could not prepare the run: {failure.getErrorMessage()}")
+        self._reject(run, reason)
+
+    def _reject(self, run: str, reason: str) -> None:
+        log.warn("Rejected run {run}: {reason}", run=run, reason=reason)
+        self._send(p.Rejected(run, reason))
+
     def _why_not(self, assign: p.Assign) -> str | None:
         if self._draining:
             return "the worker is stopping"
         if self._run is not None:
             return f"run {self._run} is in progress"
+        if self._preparing is not None:
+            return f"run {self._preparing} is being prepared"
         try:
             problems = self._engine.validate(assign.plan)
         except Exception:

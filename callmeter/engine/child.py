@@ -4,7 +4,9 @@ The coordinator (engine/processes.py) writes JSON lines on our stdin and reads J
 our stdout; stderr is our log.  The conversation:
 
     coordinator -> child   {"type": "setup", "plan": PLAN, "shard": k, "shards": n,
-                            "window_s": 5.0, "run_id": "..."}
+                            "window_s": 5.0, "run_id": "...", "media": {URL: PATH}}
+                                                  (media: the files the coordinator fetched;
+                                                  absent: the child fetches them itself)
     child -> coordinator   {"type": "ready", "port": SIP_PORT}       (sockets bound)
     coordinator -> child   {"type": "begin", "ports": [P0, P1, ...]}  (every shard's SIP port)
     child -> coordinator   {"type": "progress", ...}                 (every second)
@@ -107,7 +109,12 @@ class _Child(LineReceiver):
         except (ConfigError, PlanError) as error:
             self.fail(str(error), config=True)
             return
-        fetching = fetch_plan_media(config, plan, self.reactor)  # the coordinator's cache hit
+        media = message.get("media")
+        if isinstance(media, dict):  # fetched once by the coordinator: local paths
+            self.prepare(config, plan, {str(k): str(v) for k, v in media.items()}, message)
+            return
+        # An older coordinator sent no paths: fetch (its download is in the cache).
+        fetching = fetch_plan_media(config, plan, self.reactor)
         fetching.addCallbacks(
             lambda files: self.prepare(config, plan, files, message),
             lambda failure: self.fail(f"media: {failure.getErrorMessage()}"),

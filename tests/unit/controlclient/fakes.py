@@ -4,19 +4,27 @@
 metric window every ``window_s`` seconds on the given clock (metrics for every endpoint, in
 SPEC.md's shape: :func:`spec_metrics`), finishes after ``windows`` windows, and stops at once
 when cancelled. It keeps the plans it was given (they may hold SIP passwords) and never puts
-any of their values in a window or a report.
+any of their values in a window or a report. ``prepare`` answers at once unless ``hold`` is set
+(then each preparation waits in ``preparing`` for the test to fire it); ``refuse`` makes it fail
+with that reason, as the engine does for a media URL that 404s.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Any
 
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 
 from callmeter.control import protocol as p
-from callmeter.control.engine_api import MetricWindow, WindowCallback
+from callmeter.control.engine_api import (
+    MetricWindow,
+    PreparedPlan,
+    PrepareError,
+    WindowCallback,
+)
 
 
 def _summary(base: float) -> dict[str, float]:
@@ -63,6 +71,17 @@ def spec_metrics(endpoints: int) -> tuple[dict[str, Any], dict[str, Any]]:
     return groups, group_metrics(endpoints)
 
 
+@dataclass(frozen=True)
+class FakePrepared:
+    """What FakeEngine.prepare gives: the plan dict, kept for the run."""
+
+    plan: dict[str, Any]
+    endpoints: int
+    name: str = "fake"
+    duration_s: float = 15.0
+    processes: int = 1
+
+
 class FakeRun:
     def __init__(
         self,
@@ -79,6 +98,7 @@ class FakeRun:
         self.active_endpoints = engine.endpoints(plan)
         self.cancelled = False
         self.emitted = 0
+        self.calls: list[Any] = []
         self._start = engine.clock.seconds()
         self._timer: IDelayedCall | None = engine.clock.callLater(engine.window_s, self._tick)
 
@@ -108,6 +128,12 @@ class FakeRun:
         }
         self.finished.callback(report)
 
+    def progress(self) -> dict[str, Any]:
+        return {"windows": self.emitted}
+
+    def abort(self) -> Deferred[None]:
+        return self.cancel()
+
     def cancel(self) -> Deferred[None]:
         self.engine.cancels.append(self.run_id)
         if self._timer is not None and self._timer.active():
@@ -130,6 +156,13 @@ class FakeEngine:
         self.capacity = capacity
         self.runs: list[FakeRun] = []
         self.cancels: list[str] = []
+        #: Plans given to prepare(), in order.
+        self.prepared: list[dict[str, Any]] = []
+        #: With ``hold``: the preparations not fired yet (the test fires them).
+        self.preparing: list[tuple[Deferred[PreparedPlan], dict[str, Any]]] = []
+        self.hold = False
+        #: A reason to refuse every preparation with (PrepareError), as a 404 media URL.
+        self.refuse: str | None = None
 
     def validate(self, plan: dict[str, Any]) -> list[str]:
         groups = plan.get("groups")
@@ -145,8 +178,26 @@ class FakeEngine:
     def endpoints(self, plan: dict[str, Any]) -> int:
         return sum(int(g["count"]) for g in plan["groups"])
 
-    def start(self, run_id: str, plan: dict[str, Any], on_window: WindowCallback) -> FakeRun:
-        run = FakeRun(self, run_id, plan, on_window)
+    def prepare(self, plan: dict[str, Any]) -> Deferred[PreparedPlan]:
+        self.prepared.append(plan)
+        if self.refuse is not None:
+            return fail(PrepareError(self.refuse))
+        prepared: PreparedPlan = FakePrepared(plan, self.endpoints(plan))
+        if not self.hold:
+            return succeed(prepared)
+        waiting: Deferred[PreparedPlan] = Deferred()
+        self.preparing.append((waiting, plan))
+        return waiting
+
+    def release(self) -> None:
+        """Fire the preparations held so far (``hold``), each with its plan."""
+        waiting, self.preparing = self.preparing, []
+        for deferred, plan in waiting:
+            deferred.callback(FakePrepared(plan, self.endpoints(plan)))
+
+    def start(self, run_id: str, prepared: PreparedPlan, on_window: WindowCallback) -> FakeRun:
+        assert isinstance(prepared, FakePrepared), "not prepared by this engine"
+        run = FakeRun(self, run_id, prepared.plan, on_window)
         self.runs.append(run)
         return run
 
