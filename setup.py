@@ -39,6 +39,7 @@ setup(
         "autobahn>=22.7",
         "service-identity",
         "pyopenssl",
+        "cryptography",
         "treq>=22.2",
         "txaio",
         "sdnotify>=0.3.1",

@@ -50,6 +50,10 @@ VARIABLES: dict[str, tuple[str, str]] = {
     "SDP_IP": ("SIP_IP", "address written into SDP c= lines (NAT public address)"),
     "EXTERNAL_IP": ("SIP_IP", "address written into Via / Contact (NAT public address)"),
     "SIP_PORT": ("5060", "local SIP port (TLS listens on SIP_PORT + 1, 5061); 0 = any"),
+    "SIP_TLS_CERT": (
+        "self-signed, made at start",
+        "PEM file with the certificate (and chain) and key of the SIP TLS listener",
+    ),
     "RTP_PORT_MIN": ("10000", "lowest RTP port (even ports RTP, odd RTCP)"),
     "RTP_PORT_MAX": ("65535", "highest RTP/RTCP port"),
     "HEALTH_BIND": ("127.0.0.1", "address of the health endpoint"),
@@ -120,6 +124,7 @@ class Config:
     no_proxy: tuple[str, ...]
     tls_ca_file: str | None
     max_endpoints: int
+    sip_tls_cert: str | None
     log_level: str
     log_format: str
     media_cache_dir: str
@@ -147,6 +152,7 @@ class Config:
             "HTTPS_PROXY": _mask_url_password(self.https_proxy) if self.https_proxy else "(unset)",
             "NO_PROXY": ",".join(self.no_proxy) or "(unset)",
             "TLS_CA_FILE": self.tls_ca_file or "(system store)",
+            "SIP_TLS_CERT": self.sip_tls_cert or "(self-signed, made at start)",
             "MAX_ENDPOINTS": str(self.max_endpoints),
             "LOG_LEVEL": self.log_level,
             "LOG_FORMAT": self.log_format,
@@ -223,6 +229,7 @@ def load_config(
         no_proxy=_no_proxy(env),
         tls_ca_file=_ca_file(env),
         max_endpoints=max_endpoints,
+        sip_tls_cert=_pem_file(env, "SIP_TLS_CERT", "a readable PEM file: certificate and key"),
         log_level=_choice(env, "LOG_LEVEL", "info", LOG_LEVELS, aliases={"warning": "warn"}),
         log_format=_choice(env, "LOG_FORMAT", "text", LOG_FORMATS),
         media_cache_dir=_absolute_path(env, "MEDIA_CACHE_DIR", "/var/cache/callmeter"),
@@ -391,6 +398,19 @@ def _absolute_path(env: Mapping[str, str], variable: str, default: str) -> str:
     if not os.path.isabs(raw):
         raise ConfigError(variable, repr(raw), "an absolute path")
     return os.path.normpath(raw)
+
+
+def _pem_file(env: Mapping[str, str], name: str, allowed: str) -> str | None:
+    raw = env.get(name)
+    if not raw:
+        return None
+    if not os.path.isfile(raw) or not os.access(raw, os.R_OK):
+        raise ConfigError(name, repr(raw), allowed)
+    with open(raw, "rb") as handle:
+        text = handle.read()
+    if b"-----BEGIN CERTIFICATE-----" not in text or b"PRIVATE KEY-----" not in text:
+        raise ConfigError(name, repr(raw), allowed)
+    return raw
 
 
 def _ca_file(env: Mapping[str, str]) -> str | None:

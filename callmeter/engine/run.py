@@ -36,8 +36,9 @@ from callmeter.sip.digest import DigestClient
 from callmeter.sip.message import SipRequest
 from callmeter.sip.registration import Registration, RegistrationFailed
 from callmeter.sip.stack import SipStack
+from callmeter.sip.tls_cert import self_signed_pem
 from callmeter.sip.transaction import ServerInvite
-from callmeter.sip.transport import Origin, SipTransportLayer, Target
+from callmeter.sip.transport import Origin, SipTransportLayer, Target, TlsSettings
 from callmeter.sip.uri import SipParseError, parse_uri
 
 __all__ = ["CallRecord", "MediaFactory", "RunMedia", "Shard", "TestRun"]
@@ -61,13 +62,23 @@ class MediaFactory(Protocol):
     def __call__(self, group: Group) -> RunMedia: ...
 
 
+def listens(group: Group) -> bool:
+    """A group reached at its documented address ``sip:USER@SIP_IP:SIP_PORT`` (SPEC.md): a
+    callee with no registrar."""
+    return group.role == "callee" and group.registrar is None
+
+
 @dataclass(frozen=True)
 class Shard:
     """This process's share of the plan when several processes run it (engine/processes.py).
 
     Shard ``index`` of ``count`` owns, in every group, the endpoints with indices
     ``count * index // count`` ... (a contiguous slice); ``ports[k]`` is shard k's SIP port, so
-    a caller can reach a callee that lives in another process.
+    a caller can reach a callee that lives in another process.  Listening groups
+    (:func:`listens`) all live in shard 0, the one that binds SIP_PORT (and SIP_PORT + 1 for
+    TLS): an outside peer reaches every one of them at its documented address, whatever the
+    process count.  The other shards take the callers and registered endpoints, whose
+    addresses are their own (a Contact, a Via).
     """
 
     index: int = 0
@@ -82,6 +93,18 @@ class Shard:
             if index < size * (shard + 1) // self.count:
                 return shard
         return self.count - 1
+
+    def members(self, group: Group) -> range:
+        """The endpoints of ``group`` this shard runs."""
+        if listens(group):
+            return range(group.count) if self.index == 0 else range(0)
+        return self.owned(group.count)
+
+    def port_of(self, group: Group, index: int) -> int:
+        """The SIP port of the shard that runs endpoint ``index`` of ``group``."""
+        if listens(group):
+            return self.ports[0]
+        return self.ports[self.owner(index, group.count)]
 
 
 @dataclass
@@ -178,15 +201,31 @@ class TestRun:
         return self._finished
 
     def open(self) -> int:
-        """Bind the SIP sockets (raises CannotListenError); returns the SIP port."""
-        self.transport = SipTransportLayer(self.reactor, self.config.sip_ip, self._on_message)
-        transports = sorted({group.transport for group in self.plan.groups} | {"udp"})
-        port = self.config.sip_port
+        """Bind the SIP sockets (raises CannotListenError); returns the SIP port.
+
+        The shard that runs the listening groups (shard 0, or the only one) listens where the
+        README says: UDP and TCP on SIP_PORT, TLS on SIP_PORT + 1 (RFC 3261 18, 26.3.1) with
+        SIP_TLS_CERT or a self-signed certificate.  Other shards listen on a port of their own
+        for the transports their endpoints use.
+        """
+        config = self.config
+        front = self.shard.index == 0
+        tls = TlsSettings(
+            server_cert=config.sip_tls_cert,
+            server_pem=None if config.sip_tls_cert or not front else self_signed_pem(config.sip_ip),
+        )
+        self.transport = SipTransportLayer(self.reactor, config.sip_ip, self._on_message, tls=tls)
+        used = {group.transport for group in self.plan.groups} - {"tls"}
+        transports = ["udp", "tcp"] if front else sorted(used | {"udp"})
+        port = config.sip_port if front else 0
         for transport in transports:
-            if transport == "tls":
-                continue  # outgoing TLS only: no certificate is configured for a listener
             port = self.transport.listen(transport, port)
-        self.stack = SipStack(self.reactor, self.transport, self.config.external_ip)
+        if front:
+            self.transport.listen("tls", port + 1 if config.sip_port else 0)
+        self.stack = SipStack(self.reactor, self.transport, config.external_ip)
+        # The endpoints exist as soon as their sockets do: an INVITE that comes before the
+        # clock starts finds its callee (not a 404).
+        self._build_endpoints()
         return port
 
     def begin(self, ports: tuple[int, ...]) -> defer.Deferred[dict[str, Any]]:
@@ -195,7 +234,6 @@ class TestRun:
         self.started_at = self.reactor.seconds()
         self.wall_started = time.time()
         self._window_start = self.started_at
-        self._build_endpoints()
         # What exists now (modules, prepared media, endpoints, the SIP stack) lives as long
         # as the test: out of the collector's sight, a full collection no longer walks it
         # (one took 51 ms at 500 endpoints, in the middle of every stream's timing).
@@ -255,7 +293,7 @@ class TestRun:
         for group in self.plan.groups:
             registrar = self.plan.registrars.get(group.registrar) if group.registrar else None
             members = []
-            for index in self.shard.owned(group.count):
+            for index in self.shard.members(group):
                 endpoint = _Endpoint(
                     group, index, group.user_of(index), group.password_of(index), registrar
                 )
@@ -413,7 +451,7 @@ class TestRun:
                 f"sip:{callee_user}@{callee_registrar.domain}",
                 self._registrar_target(callee_registrar),
             )
-        port = self.shard.ports[self.shard.owner(callee_index, callee_group.count)]
+        port = self.shard.port_of(callee_group, callee_index)
         host = _host(self.config.sip_ip)
         return (
             f"sip:{callee_user}@{host}:{port}",

@@ -117,6 +117,8 @@ class TlsSettings:
     verify: bool = True
     client_cert: str | None = None
     server_cert: str | None = None
+    #: The listener's certificate and key as PEM bytes (a self-signed one made at start).
+    server_pem: bytes | None = None
 
     def client_options(self, host: str) -> Any:
         """The TLS client options for a connection to ``host`` (name or IP: its SAN is checked)."""
@@ -143,6 +145,8 @@ class TlsSettings:
         return optionsForClientTLS(host, trustRoot=trust, clientCertificate=client_cert)
 
     def server_options(self) -> Any:
+        if self.server_pem is not None:
+            return PrivateCertificate.loadPEM(self.server_pem).options()
         if not self.server_cert:
             raise ValueError("a TLS listener needs a server certificate (PEM with its key)")
         return PrivateCertificate.loadPEM(_read(self.server_cert)).options()
