@@ -5,6 +5,11 @@ The SDP offer/answer is not done here: a call talks to its media through the nar
 :class:`MediaSession` interface (our offer, their answer; their offer, our answer; start; stop),
 so the SIP layer never knows about RTP.  Every step's time is kept in :class:`CallTimes` for the
 metrics of SPEC.md: PDD is INVITE to the first 180/183, setup time INVITE to the 200.
+
+Each call is a thin shell around a :class:`~callmeter.sip.call_state.CallMachine`: the shell
+turns messages, timers and API calls into inputs, and the machine's transition table (the
+UAC's and the UAS's, in :mod:`callmeter.sip.call_state`) says which outputs run.  The outputs
+are the methods below named in the tables; none of them decides on the call's state.
 """
 
 from __future__ import annotations
@@ -18,6 +23,13 @@ from twisted.internet import defer
 from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
 
+from callmeter.sip.call_state import (
+    UAC_TABLE,
+    UAS_TABLE,
+    CallInput,
+    CallMachine,
+    CallState,
+)
 from callmeter.sip.dialog import Dialog, DialogError, target_of
 from callmeter.sip.digest import AuthDecision, DigestClient, DigestError
 from callmeter.sip.headers import Headers
@@ -35,6 +47,7 @@ from callmeter.sip.uri import NameAddr, parse_uri
 
 __all__ = [
     "CallEnd",
+    "CallEvent",
     "CallFailed",
     "CallTimes",
     "IncomingCall",
@@ -45,6 +58,10 @@ __all__ = [
 
 SDP = "application/sdp"
 MAX_AUTH_ROUNDS = 3
+ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE"
+#: 13.3.1.3: what an incoming call we hang up before answering gets (the endpoint is going
+#: away, e.g. the run ends: "temporarily unavailable", not "busy").
+HANGUP_BEFORE_ANSWER = (480, "Temporarily Unavailable")
 
 
 class MediaSession(Protocol):
@@ -86,6 +103,7 @@ class CallEnd(enum.Enum):
     CANCELLED = "cancelled"
     FAILED = "failed"
     NO_ACK = "no ACK"
+    REJECTED = "rejected"  # an incoming call we hung up before answering it
 
 
 @dataclass
@@ -113,10 +131,29 @@ class CallTimes:
         return None if self.answered is None else (self.answered - self.invite) * 1000
 
 
+@dataclass
+class CallEvent:
+    """What came with an input: the message, its transaction, the dialog a 2xx makes, or the
+    status code and reason of an ending."""
+
+    response: SipResponse | None = None
+    request: SipRequest | None = None
+    transaction: ServerTransaction | None = None
+    dialog: Dialog | None = None
+    code: int = 0
+    reason: str = ""
+
+
+def _ignore(_: Any) -> None:
+    return None
+
+
 class _Call:
-    """What both directions share: the stack, the media, the dialog, BYE in both directions."""
+    """What both directions share: the stack, the media, the dialog, in-dialog requests and
+    the endings.  Subclasses give the table and the role's outputs."""
 
     log = Logger()
+    table = UAC_TABLE
 
     def __init__(self, stack: SipStack, media: MediaSession, transport: str) -> None:
         self.stack = stack
@@ -125,52 +162,58 @@ class _Call:
         self.dialog: Dialog | None = None
         self.times = CallTimes(invite=stack.clock.seconds())
         self.ended: defer.Deferred[CallEnd] = defer.Deferred()
+        self.machine = CallMachine(self.table, self)
         self._media_started = False
+
+    @property
+    def state(self) -> CallState:
+        return self.machine.state
 
     @property
     def active(self) -> bool:
         return self.times.end is None
 
     def hangup(self) -> defer.Deferred[CallEnd]:
-        """End the call: BYE when it is up (a subclass handles the unanswered case)."""
-        if self.active and self.dialog is not None:
-            self._send_bye()
+        """End the call, whatever its state: BYE, CANCEL, or a rejection of the INVITE."""
+        self.machine.feed(CallInput.HANGUP, CallEvent())
         return self.ended
 
-    def _send_bye(self, how: CallEnd = CallEnd.LOCAL_BYE) -> None:
-        assert self.dialog is not None
-        bye = self.dialog.create_request("BYE")
-        self._finish(how)
-
-        def ignore(_: Any) -> None:
-            return None
-
-        self.stack.send_request(bye, self._dialog_target(), ignore, ignore)
-
-    def _dialog_target(self) -> Target:
-        assert self.dialog is not None
-        transport, host, port = target_of(self.dialog.next_hop(), self.transport)
-        return Target(transport, host, port)
+    # -- from the stack -------------------------------------------------------------------
 
     def request_received(self, request: SipRequest, transaction: ServerTransaction) -> None:
-        """A request inside the dialog: BYE ends the call, re-INVITE is answered, others 200."""
-        if self.dialog is None or not self.dialog.accepts(request):
+        """A request inside the dialog (12.2.2): out of order is 500, else the table's."""
+        if self.dialog is not None and not self.dialog.accepts(request):
             transaction.respond(make_response(request, 500, "Out of Order CSeq"))
             return
-        if request.method == "BYE":
-            transaction.respond(make_response(request, 200))
-            self._finish(CallEnd.REMOTE_BYE)
-        elif request.method == "INVITE":
-            self._reinvite(request, transaction)
-        elif request.method in ("INFO", "UPDATE", "OPTIONS", "NOTIFY"):
-            transaction.respond(make_response(request, 200))
-        else:
-            response = make_response(request, 405)
-            response.headers.add("Allow", "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE")
-            transaction.respond(response)
+        name = {"BYE": CallInput.BYE_RECEIVED, "INVITE": CallInput.REINVITE}.get(
+            request.method, CallInput.REQUEST
+        )
+        self.machine.feed(name, CallEvent(request=request, transaction=transaction))
 
-    def _reinvite(self, request: SipRequest, transaction: ServerTransaction) -> None:
-        """14.2: answer a re-INVITE; a new offer gets our answer, an empty one our last SDP."""
+    def ack_received(self, ack: SipRequest) -> None:
+        self.machine.feed(CallInput.ACK_RECEIVED, CallEvent(request=ack))
+
+    def response_received(self, response: SipResponse) -> None:
+        return None
+
+    # -- outputs both roles share -----------------------------------------------------------
+
+    def send_bye(self, event: CallEvent) -> None:
+        """15.1.1: BYE inside the dialog (to its route set's first hop)."""
+        if self.dialog is None:
+            return
+        bye = self.dialog.create_request("BYE")
+        self.stack.send_request(bye, self._target_of(self.dialog), _ignore, _ignore)
+
+    def answer_bye(self, event: CallEvent) -> None:
+        """15.1.2: 200 to the BYE."""
+        assert event.request is not None and event.transaction is not None
+        event.transaction.respond(make_response(event.request, 200))
+
+    def answer_reinvite(self, event: CallEvent) -> None:
+        """14.2: a new offer gets our answer, an empty one our last SDP; 488 if unusable."""
+        request, transaction = event.request, event.transaction
+        assert request is not None and transaction is not None
         response = make_response(request, 200)
         response.headers.add("Contact", self._contact())
         try:
@@ -182,17 +225,46 @@ class _Call:
         response.body = body
         transaction.respond(response)
 
+    def answer_request(self, event: CallEvent) -> None:
+        """INFO, UPDATE, OPTIONS, NOTIFY inside the dialog: 200; other methods 405."""
+        request, transaction = event.request, event.transaction
+        assert request is not None and transaction is not None
+        if request.method in ("INFO", "UPDATE", "OPTIONS", "NOTIFY"):
+            transaction.respond(make_response(request, 200))
+            return
+        response = make_response(request, 405)
+        response.headers.add("Allow", ALLOW)
+        transaction.respond(response)
+
+    def refuse_481(self, event: CallEvent) -> None:
+        """12.2.2: no dialog of ours to take the request (not yet, or no longer)."""
+        if event.request is not None and event.transaction is not None:
+            event.transaction.respond(make_response(event.request, 481))
+
+    def end_local_bye(self, event: CallEvent) -> None:
+        self._finish(CallEnd.LOCAL_BYE)
+
+    def end_remote_bye(self, event: CallEvent) -> None:
+        self._finish(CallEnd.REMOTE_BYE)
+
+    # -- helpers --------------------------------------------------------------------------
+
+    def _target_of(self, dialog: Dialog) -> Target:
+        transport, host, port = target_of(dialog.next_hop(), self.transport)
+        return Target(transport, host, port)
+
+    def _dialog_target(self) -> Target:
+        assert self.dialog is not None
+        return self._target_of(self.dialog)
+
     def _last_sdp(self) -> bytes:
         return b""
 
     def _contact(self) -> str:
+        return self.stack.contact(self._user(), self.transport)
+
+    def _user(self) -> str:
         raise NotImplementedError
-
-    def ack_received(self, ack: SipRequest) -> None:
-        return None
-
-    def response_received(self, response: SipResponse) -> None:
-        return None
 
     def _start_media(self) -> None:
         if not self._media_started:
@@ -200,6 +272,7 @@ class _Call:
             self.media.start()
 
     def _finish(self, how: CallEnd) -> None:
+        """The call's one ending: the first classification wins, later ones do nothing."""
         if not self.active:
             return
         self.times.end = how
@@ -215,7 +288,12 @@ class _Call:
 
 
 class OutgoingCall(_Call):
-    """A call we make (UAC, RFC 3261 13.2): INVITE with our offer, ACK, BYE or CANCEL."""
+    """A call we make (UAC, RFC 3261 13.2): INVITE with our offer, ACK, BYE or CANCEL.
+
+    Its states and transitions are :data:`~callmeter.sip.call_state.UAC_TABLE`.
+    """
+
+    table = UAC_TABLE
 
     def __init__(
         self,
@@ -246,9 +324,7 @@ class OutgoingCall(_Call):
         self.established: defer.Deferred[OutgoingCall] = defer.Deferred()
         self._invite: SipRequest | None = None
         self._transaction: ClientTransaction | None = None
-        self._provisional = False
-        self._cancel_wanted = False
-        self._cancelled = False
+        self._rounds = 0  # digest rounds of the current INVITE (22.2)
         self._ack: SipRequest | None = None
         self._timeout: IDelayedCall | None = None
         self._offer = b""
@@ -258,24 +334,80 @@ class OutgoingCall(_Call):
         self._offer = self.media.local_offer()
         self.times.invite = self.stack.clock.seconds()
         self.stack.add_dialog(self.call_id, self.local_tag, self)
-        self._send_invite(rounds=0)
-        self._timeout = self.stack.clock.callLater(self.setup_timeout, self._setup_timed_out)
+        self.machine.feed(CallInput.START, CallEvent())
         return self.established
 
-    def hangup(self) -> defer.Deferred[CallEnd]:
-        if not self.active:
-            return self.ended
-        if self.dialog is not None and self._ack is not None:
-            self._send_bye()
-        elif not self._cancel_wanted:
-            self._cancel_wanted = True
-            if self._provisional:
-                self._send_cancel()
-        return self.ended
+    # -- inputs: what the INVITE transaction reports --------------------------------------
 
-    # -- INVITE ---------------------------------------------------------------------------
+    def _on_response(self, response: SipResponse, invite: SipRequest, rounds: int) -> None:
+        """Classify a response to our INVITE as an input of the table."""
+        self.machine.feed(*self._classify(response, invite, rounds))
 
-    def _send_invite(self, rounds: int, previous: SipRequest | None = None) -> None:
+    def _classify(
+        self, response: SipResponse, invite: SipRequest, rounds: int
+    ) -> tuple[CallInput, CallEvent]:
+        status = response.status
+        event = CallEvent(response=response, request=invite, code=status, reason=response.reason)
+        if status < 200:
+            return CallInput.PROVISIONAL, event
+        if status < 300:
+            try:
+                event.dialog = Dialog.as_uac(invite, response)
+            except (DialogError, ValueError) as error:
+                self.log.warn("unusable 2xx: {error}", error=str(error))
+                event.code, event.reason = 502, f"unusable 2xx: {error}"
+                return CallInput.FAILURE, event
+            return CallInput.SUCCESS, event
+        if status in (401, 407) and self._can_answer(response, invite, rounds):
+            self._rounds = rounds + 1
+            return CallInput.CHALLENGE, event
+        return CallInput.FAILURE, event
+
+    def _can_answer(self, response: SipResponse, invite: SipRequest, rounds: int) -> bool:
+        """22.2: a challenge we have credentials for, once per nonce, a few rounds at most."""
+        if self.credentials is None or rounds >= MAX_AUTH_ROUNDS:
+            return False
+        proxy = response.status == 407
+        try:
+            decision = self.credentials.on_challenge(
+                response.headers.get_all("Proxy-Authenticate" if proxy else "WWW-Authenticate"),
+                proxy=proxy,
+                sent=invite.headers.get_all("Proxy-Authorization" if proxy else "Authorization"),
+            )
+        except DigestError:
+            return False
+        return decision is not AuthDecision.REJECTED
+
+    def _on_failure(self, failure: Failure) -> None:
+        """8.1.3.1: a timeout is a 408, a transport error a 503."""
+        if failure is Failure.TIMEOUT:
+            self.machine.feed(CallInput.TIMEOUT, CallEvent(code=408, reason=failure.value))
+        else:
+            self.machine.feed(CallInput.TRANSPORT_ERROR, CallEvent(code=503, reason=failure.value))
+
+    def response_received(self, response: SipResponse) -> None:
+        """A 2xx retransmitted after the INVITE transaction ended: the table ACKs it again."""
+        if (
+            200 <= response.status < 300
+            and self._invite is not None
+            and response.headers.cseq().method == "INVITE"
+        ):
+            self._on_response(response, self._invite, self._rounds)
+
+    def _setup_timed_out(self) -> None:
+        self._timeout = None
+        self.machine.feed(
+            CallInput.SETUP_TIMEOUT,
+            CallEvent(
+                code=408, reason=f"no answer within {self.setup_timeout:g} s (setup_timeout_s)"
+            ),
+        )
+
+    # -- outputs (UAC_TABLE) ----------------------------------------------------------------
+
+    def send_invite(self, event: CallEvent) -> None:
+        """13.2.1: the INVITE with our offer (and our credentials after a challenge)."""
+        rounds = self._rounds
         self.cseq += 1
         headers = Headers()
         headers.add("Max-Forwards", "70")
@@ -284,7 +416,7 @@ class OutgoingCall(_Call):
         headers.add("Call-ID", self.call_id)
         headers.add("CSeq", f"{self.cseq} INVITE")
         headers.add("Contact", self._contact())
-        headers.add("Allow", "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE")
+        headers.add("Allow", ALLOW)
         headers.add("Content-Type", SDP)
         if self.credentials is not None:
             for name, value in self.credentials.authorization_headers(
@@ -300,94 +432,67 @@ class OutgoingCall(_Call):
             self._on_failure,
         )
 
-    def _on_failure(self, failure: Failure) -> None:
-        code = 408 if failure is Failure.TIMEOUT else 503
-        self._failed(code, failure.value)
+    def arm_setup_timer(self, event: CallEvent) -> None:
+        self._timeout = self.stack.clock.callLater(self.setup_timeout, self._setup_timed_out)
 
-    def _on_response(self, response: SipResponse, invite: SipRequest, rounds: int) -> None:
-        if not self.active and not (200 <= response.status < 300):
-            return
-        status = response.status
-        if status < 200:
-            if status in (180, 183) and self.times.first_provisional is None:
-                self.times.first_provisional = self.stack.clock.seconds()
-            if not self._provisional:
-                self._provisional = True  # 9.1: a CANCEL may go once a provisional came
-                if self._cancel_wanted:
-                    self._send_cancel()
-            return
-        if status < 300:
-            self._answered(response, invite)
-            return
-        if status in (401, 407) and self._retry_with_auth(response, invite, rounds):
-            return
-        self._failed(status, response.reason)
+    def note_provisional(self, event: CallEvent) -> None:
+        """PDD: the first 180/183."""
+        if event.code in (180, 183) and self.times.first_provisional is None:
+            self.times.first_provisional = self.stack.clock.seconds()
 
-    def _retry_with_auth(self, response: SipResponse, invite: SipRequest, rounds: int) -> bool:
-        if self.credentials is None or rounds >= MAX_AUTH_ROUNDS or self._cancel_wanted:
-            return False
-        proxy = response.status == 407
-        try:
-            decision = self.credentials.on_challenge(
-                response.headers.get_all("Proxy-Authenticate" if proxy else "WWW-Authenticate"),
-                proxy=proxy,
-                sent=invite.headers.get_all("Proxy-Authorization" if proxy else "Authorization"),
-            )
-        except DigestError:
-            return False
-        if decision is AuthDecision.REJECTED:
-            return False
-        self._provisional = False
-        self._send_invite(rounds + 1)
-        return True
-
-    def _answered(self, response: SipResponse, invite: SipRequest) -> None:
-        """13.2.2.4: every 2xx gets an ACK; the first one makes the dialog."""
-        if self.dialog is None:
-            try:
-                self.dialog = Dialog.as_uac(invite, response)
-            except (DialogError, ValueError) as error:
-                self.log.warn("unusable 2xx: {error}", error=str(error))
-                self._failed(502, f"unusable 2xx: {error}")
-                return
+    def adopt_dialog(self, event: CallEvent) -> None:
+        """12.1.2: the first 2xx makes the dialog; its ACK is built once (13.2.2.4)."""
+        assert event.dialog is not None and event.response is not None
+        if self.dialog is not None:
+            return
+        self.dialog = event.dialog
+        if self.active:
             self.times.answered = self.stack.clock.seconds()
-            self.times.final_code = response.status
-            self._cancel_timeout()
-            self._ack = self.dialog.create_ack(invite.headers.cseq().number)
+            self.times.final_code = event.response.status
+        self._cancel_timeout()
+        self._ack = self.dialog.create_ack(self.dialog.local_seq)
+
+    def send_ack(self, event: CallEvent) -> None:
         assert self._ack is not None
         ack = SipRequest(self._ack.method, self._ack.uri, self._ack.headers.copy())
         self.stack.send_ack(ack, self._dialog_target())
-        if self.times.confirmed is not None or not self.active:
-            return  # a retransmitted 2xx: ACKed again, nothing else
-        self.times.confirmed = self.stack.clock.seconds()
-        if self._cancel_wanted:
-            self._send_bye()  # the 200 crossed our CANCEL: end it properly
+
+    def ack_again(self, event: CallEvent) -> None:
+        """13.2.2.4: every 2xx gets an ACK.  A retransmission of ours is ACKed again; a 2xx
+        from another fork (another To tag) or one we no longer want is ACKed and BYEd."""
+        other = event.dialog
+        if other is None:
             return
+        if self.dialog is not None and other.remote_tag == self.dialog.remote_tag:
+            self.send_ack(event)
+            return
+        ack = other.create_ack(other.local_seq)
+        target = self._target_of(other)
+        self.stack.send_ack(ack, target)
+        self.stack.send_request(other.create_request("BYE"), target, _ignore, _ignore)
+
+    def start_session(self, event: CallEvent) -> None:
+        """The call is up: apply the SDP answer and start the media; an unusable answer is
+        the ANSWER_REJECTED input (BYE, 488)."""
+        assert event.response is not None
+        self.times.confirmed = self.stack.clock.seconds()
         try:
-            self.media.apply_answer(response.body)
+            self.media.apply_answer(event.response.body)
         except ValueError as error:
             self.log.warn("unusable SDP answer: {error}", error=str(error))
-            self._send_bye()
-            self._fail_established(488, f"unusable SDP answer: {error}")
+            self.machine.feed(
+                CallInput.ANSWER_REJECTED,
+                CallEvent(code=488, reason=f"unusable SDP answer: {error}"),
+            )
             return
         self._start_media()
         self.established.callback(self)
 
-    def response_received(self, response: SipResponse) -> None:
-        """A 2xx retransmitted after the INVITE transaction ended: ACK it again."""
-        if (
-            200 <= response.status < 300
-            and self._invite is not None
-            and response.headers.cseq().method == "INVITE"
-        ):
-            self._answered(response, self._invite)
-
-    # -- CANCEL (RFC 3261 section 9.1) --------------------------------------------------------
-
-    def _send_cancel(self) -> None:
-        if self._cancelled or self._invite is None:
+    def send_cancel(self, event: CallEvent) -> None:
+        """9.1: CANCEL with the INVITE's Request-URI, Call-ID, To, From, CSeq number, Route
+        and top Via."""
+        if self._invite is None:
             return
-        self._cancelled = True
         invite = self._invite
         headers = Headers()
         for route in invite.headers.get_all("Route"):
@@ -398,51 +503,67 @@ class OutgoingCall(_Call):
         headers.add("Call-ID", self.call_id)
         headers.add("CSeq", f"{invite.headers.cseq().number} CANCEL")
         cancel = SipRequest("CANCEL", invite.uri, headers)
-
-        def ignore(_: Any) -> None:
-            return None
-
         self.stack.send_request(
-            cancel, self.target, ignore, ignore, via=str(invite.headers.top_via())
+            cancel, self.target, _ignore, _ignore, via=str(invite.headers.top_via())
         )
 
-    def _setup_timed_out(self) -> None:
-        self._timeout = None
-        if self.times.answered is None and self.active:
-            self._cancel_wanted = True
-            self._send_cancel()
-            self._failed(408, f"no answer within {self.setup_timeout:g} s (setup_timeout_s)")
+    def fail(self, event: CallEvent) -> None:
+        """13.2.2.3: a final 3xx-6xx ends the attempt with its code."""
+        self._fail(event.code, event.reason, CallEnd.FAILED)
+
+    def fail_timeout(self, event: CallEvent) -> None:
+        """8.1.3.1: no final response (Timer B) counts as 408."""
+        self._fail(408, event.reason or "timeout", CallEnd.FAILED)
+
+    def fail_transport(self, event: CallEvent) -> None:
+        """8.1.3.1: a transport error counts as 503."""
+        self._fail(503, event.reason or "transport error", CallEnd.FAILED)
+
+    def fail_setup_timeout(self, event: CallEvent) -> None:
+        """No answer within setup_timeout: 408 now (the CANCEL follows per the table)."""
+        self._fail(408, event.reason, CallEnd.FAILED)
+
+    def fail_cancelled(self, event: CallEvent) -> None:
+        """The final response to a cancelled INVITE: 487 is CANCELLED; a 2xx that crossed
+        the CANCEL (ACKed and BYEd) is reported as 487 too; another code as itself."""
+        if event.response is not None and 200 <= event.response.status < 300:
+            self._fail(487, "cancelled by the caller", CallEnd.CANCELLED)
+        elif event.code == 487:
+            self._fail(487, event.reason, CallEnd.CANCELLED)
+        else:
+            self._fail(event.code, event.reason, CallEnd.FAILED)
+
+    def fail_answer(self, event: CallEvent) -> None:
+        self._fail(event.code, event.reason, CallEnd.FAILED)
+
+    def end_unsent(self, event: CallEvent) -> None:
+        self._fail(487, "hung up before the INVITE was sent", CallEnd.CANCELLED)
+
+    # -- helpers --------------------------------------------------------------------------
+
+    def _fail(self, code: int, reason: str, how: CallEnd) -> None:
+        """Classify the attempt (once) and end the call."""
+        if not self.active:
+            return
+        if self.times.final_code is None:
+            self.times.final_code = code
+        if not self.established.called:
+            self.established.errback(CallFailed(code, reason))
+        self._finish(how)
 
     def _cancel_timeout(self) -> None:
         if self._timeout is not None and self._timeout.active():
             self._timeout.cancel()
         self._timeout = None
 
-    # -- endings --------------------------------------------------------------------------
-
-    def _failed(self, code: int, reason: str) -> None:
-        if not self.active:
-            return
-        self.times.final_code = code
-        self._fail_established(code, reason)
-        self._finish(CallEnd.CANCELLED if self._cancel_wanted and code == 487 else CallEnd.FAILED)
-
-    def _fail_established(self, code: int, reason: str) -> None:
-        if not self.established.called:
-            self.established.errback(CallFailed(code, reason))
-
     def _cleanup(self) -> None:
         self._cancel_timeout()
         if not self.established.called:
-            if self._cancel_wanted:
-                # We hung up first: the call never became ours, whatever crossed the CANCEL.
-                self.established.errback(CallFailed(487, "cancelled by the caller"))
-            else:
-                self.established.errback(CallFailed(self.times.final_code or 500, "ended"))
+            self.established.errback(CallFailed(self.times.final_code or 500, "ended"))
         self.stack.remove_dialog(self.call_id, self.local_tag)
 
-    def _contact(self) -> str:
-        return self.stack.contact(self.user, self.transport)
+    def _user(self) -> str:
+        return self.user
 
     def _last_sdp(self) -> bytes:
         return self._offer
@@ -450,7 +571,13 @@ class OutgoingCall(_Call):
 
 class IncomingCall(_Call):
     """A call we answer (UAS, RFC 3261 13.3): 180, then 200 with our answer after a delay,
-    the 2xx retransmitted until the ACK (13.3.1.4); 487 when cancelled first."""
+    the 2xx retransmitted until the ACK (13.3.1.4); 487 when cancelled first, 480 when hung
+    up before the answer.  Its 1xx and 2xx carry the INVITE's Record-Route (12.1.1).
+
+    Its states and transitions are :data:`~callmeter.sip.call_state.UAS_TABLE`.
+    """
+
+    table = UAS_TABLE
 
     def __init__(
         self,
@@ -482,62 +609,47 @@ class IncomingCall(_Call):
         self._on_end = on_end
 
     def start(self) -> None:
-        """Answer the INVITE: check its offer, ring, and answer after ``answer_delay``."""
+        """Take the INVITE: check it (offer, Contact), ring, answer after ``answer_delay``."""
+        refusal = self._check_invite()
+        if refusal is not None:
+            self.machine.feed(CallInput.BAD_INVITE, refusal)
+            return
+        self.machine.feed(CallInput.INVITE, CallEvent())
+        if self.ring:
+            self.machine.feed(CallInput.RING, CallEvent())
+
+    def _check_invite(self) -> CallEvent | None:
+        """13.3.1: what makes us refuse an INVITE before ringing; None when it is usable."""
         request = self.request
         if not request.body:
-            self._reject(488, "Not Acceptable Here")  # we need an offer in the INVITE
-            return
+            return CallEvent(code=488, reason="Not Acceptable Here")  # we need an offer
+        try:
+            self.dialog = Dialog.as_uas(request, self.local_tag)
+        except (DialogError, ValueError):
+            return CallEvent(code=400, reason="Bad Request (no usable Contact)")
         try:
             self._answer_sdp = self.media.answer_offer(request.body)
         except MediaUnavailable as error:
-            self._reject(503, "Service Unavailable")  # out of ports: our problem, not the offer
             self.log.warn("incoming call refused: {error}", error=str(error))
-            return
+            return CallEvent(code=503, reason="Service Unavailable")  # out of ports
         except ValueError:
-            self._reject(488, "Not Acceptable Here")
-            return
-        self.stack.on_cancel(self.transaction, self._cancelled)
-        if self.ring:
-            ringing = make_response(request, 180, to_tag=self.local_tag)
-            ringing.headers.add("Contact", self._contact())
-            self.transaction.respond(ringing)
-        self._pending = self.stack.clock.callLater(self.answer_delay, self._answer)
+            return CallEvent(code=488, reason="Not Acceptable Here")
+        return None
 
-    def _answer(self) -> None:
+    # -- inputs ---------------------------------------------------------------------------
+
+    def _cancelled(self) -> None:
+        """A CANCEL arrived before we answered (the stack said 200 to it, 9.2)."""
+        self.machine.feed(CallInput.CANCEL_RECEIVED, CallEvent())
+
+    def _answer_due(self) -> None:
         self._pending = None
-        if not self.active:
-            return
-        self.stack.forget_cancel(self.transaction)
-        ok = make_response(self.request, 200, to_tag=self.local_tag)
-        ok.headers.add("Contact", self._contact())
-        ok.headers.add("Allow", "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE")
-        ok.headers.add("Content-Type", SDP)
-        ok.body = self._answer_sdp
-        try:
-            self.dialog = Dialog.as_uas(self.request, self.local_tag)
-        except (DialogError, ValueError):
-            self._reject(400, "Bad Request (no usable Contact)")
-            return
-        self.stack.add_dialog(self.dialog.call_id, self.local_tag, self)
-        self._ok = ok
-        self.times.answered = self.stack.clock.seconds()
-        self.times.final_code = 200
-        self.transaction.respond(ok)
-        self._start_media()
-        if not self.origin.reliable:
-            self._retransmit_deadline = self.times.answered + self.stack.transactions.timers.timeout
-            self._pending = self.stack.clock.callLater(
-                self._retransmit_interval, self._retransmit_ok
-            )
-        else:
-            self._pending = self.stack.clock.callLater(
-                self.stack.transactions.timers.timeout, self._no_ack
-            )
+        self.machine.feed(CallInput.ANSWER, CallEvent())
 
     def _retransmit_ok(self) -> None:
         """13.3.1.4: resend the 2xx at T1, 2*T1 ... capped at T2, until the ACK or 64*T1."""
         self._pending = None
-        if self._ok is None or self.times.confirmed is not None or not self.active:
+        if self._ok is None:
             return
         if self.stack.clock.seconds() >= self._retransmit_deadline:
             self._no_ack()
@@ -551,25 +663,100 @@ class IncomingCall(_Call):
         )
 
     def _no_ack(self) -> None:
-        """No ACK in 64*T1: the dialog is confirmed and then ended with a BYE (13.3.1.4)."""
         self._pending = None
-        if self.times.confirmed is None and self.active:
-            self._send_bye(CallEnd.NO_ACK)
+        self.machine.feed(CallInput.ACK_TIMEOUT, CallEvent())
 
-    def ack_received(self, ack: SipRequest) -> None:
-        if self.times.confirmed is None:
-            self.times.confirmed = self.stack.clock.seconds()
-            self._cancel_pending()
+    # -- outputs (UAS_TABLE) ----------------------------------------------------------------
 
-    def _cancelled(self) -> None:
-        """A CANCEL arrived before we answered: 487 for the INVITE (RFC 3261 9.2)."""
-        if self.times.answered is None and self.active:
-            self._reject(487, "Request Terminated", CallEnd.CANCELLED)
+    def accept_invite(self, event: CallEvent) -> None:
+        """Watch for its CANCEL, take the requests of its (early) dialog, arm the answer."""
+        assert self.dialog is not None
+        self.stack.on_cancel(self.transaction, self._cancelled)
+        self.stack.add_dialog(self.dialog.call_id, self.local_tag, self)
+        self._pending = self.stack.clock.callLater(self.answer_delay, self._answer_due)
 
-    def _reject(self, code: int, reason: str, how: CallEnd = CallEnd.FAILED) -> None:
+    def send_ringing(self, event: CallEvent) -> None:
+        """13.3.1.1: 180 with our tag and Contact: an early dialog, so Record-Route too."""
+        ringing = self._response(180)
+        self.transaction.respond(ringing)
+
+    def send_ok(self, event: CallEvent) -> None:
+        """13.3.1.4: 200 with our answer; retransmitted until the ACK (UDP), or an ACK timer
+        (reliable transports), 64*T1 either way."""
+        self.stack.forget_cancel(self.transaction)
+        ok = self._response(200)
+        ok.headers.add("Allow", ALLOW)
+        ok.headers.add("Content-Type", SDP)
+        ok.body = self._answer_sdp
+        self._ok = ok
+        self.times.answered = self.stack.clock.seconds()
+        self.times.final_code = 200
+        self.transaction.respond(ok)
+        self._start_media()
+        timers = self.stack.transactions.timers
+        if not self.origin.reliable:
+            self._retransmit_deadline = self.times.answered + timers.timeout
+            self._pending = self.stack.clock.callLater(
+                self._retransmit_interval, self._retransmit_ok
+            )
+        else:
+            self._pending = self.stack.clock.callLater(timers.timeout, self._no_ack)
+
+    def confirm(self, event: CallEvent) -> None:
+        """The ACK came: the dialog is confirmed, the 2xx is no longer retransmitted."""
+        self.times.confirmed = self.stack.clock.seconds()
+        self._cancel_pending()
+
+    def reject(self, event: CallEvent) -> None:
+        self._reject(event.code, event.reason)
+
+    def reject_busy(self, event: CallEvent) -> None:
+        """Hung up before the answer: the INVITE gets a final answer now (13.3.1.3)."""
+        self._reject(*HANGUP_BEFORE_ANSWER)
+
+    def reject_terminated(self, event: CallEvent) -> None:
+        """9.2 / 15.1.2: the INVITE, cancelled or BYEd in its early dialog, gets a 487."""
+        self._reject(487, "Request Terminated")
+
+    def refuse_500(self, event: CallEvent) -> None:
+        """14.2: a re-INVITE before our final response to the INVITE: 500, Retry-After."""
+        assert event.request is not None and event.transaction is not None
+        response = make_response(event.request, 500, "Server Internal Error")
+        response.headers.add("Retry-After", "1")
+        event.transaction.respond(response)
+
+    def end_failed(self, event: CallEvent) -> None:
+        self._finish(CallEnd.FAILED)
+
+    def end_rejected(self, event: CallEvent) -> None:
+        self._finish(CallEnd.REJECTED)
+
+    def end_cancelled(self, event: CallEvent) -> None:
+        self._finish(CallEnd.CANCELLED)
+
+    def end_no_ack(self, event: CallEvent) -> None:
+        self._finish(CallEnd.NO_ACK)
+
+    def end_transport(self, event: CallEvent) -> None:
+        """8.1.3.1: a transport error is a 503."""
+        if self.times.final_code is None:
+            self.times.final_code = 503
+        self._finish(CallEnd.FAILED)
+
+    # -- helpers --------------------------------------------------------------------------
+
+    def _response(self, status: int) -> SipResponse:
+        """A 1xx/2xx of the dialog: our tag, Contact, and the INVITE's Record-Route in
+        order (12.1.1), so the caller's ACK and BYE come through the record-routing proxy."""
+        response = make_response(self.request, status, to_tag=self.local_tag)
+        for route in self.request.headers.get_all("Record-Route"):
+            response.headers.add("Record-Route", route)
+        response.headers.add("Contact", self._contact())
+        return response
+
+    def _reject(self, code: int, reason: str) -> None:
         self.times.final_code = code
         self.transaction.respond(make_response(self.request, code, reason, to_tag=self.local_tag))
-        self._finish(how)
 
     def _cancel_pending(self) -> None:
         if self._pending is not None and self._pending.active():
@@ -582,8 +769,8 @@ class IncomingCall(_Call):
         if self._on_end is not None:
             self._on_end(self)
 
-    def _contact(self) -> str:
-        return self.stack.contact(self.user, self.transport)
+    def _user(self) -> str:
+        return self.user
 
     def _last_sdp(self) -> bytes:
         return self._answer_sdp
