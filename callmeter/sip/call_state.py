@@ -90,9 +90,11 @@ completion).  Every ending output classifies the call once: the first classifica
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Callable, Mapping
+
+from callmeter.sip.state_table import Machine, StateError, error, go, ignore, outputs_of, stay
+from callmeter.sip.state_table import Row as _Row
+from callmeter.sip.state_table import missing_rows as _missing_rows
 
 __all__ = [
     "UAC_TABLE",
@@ -146,40 +148,12 @@ class CallInput(enum.Enum):
     ACK_TIMEOUT = "no ACK in 64*T1"
 
 
-class CallStateError(RuntimeError):
-    """An input that cannot happen in the machine's state (a bug of ours, not the peer's)."""
-
-
-@dataclass(frozen=True)
-class Row:
-    """One cell of a transition table: ``to`` (None: stay), the outputs in order, or an
-    explicit ignore (no outputs, ``note`` says why) or error (``error`` says why)."""
-
-    to: CallState | None
-    outputs: tuple[str, ...] = ()
-    note: str = ""
-    error: str | None = None
-
-
-def go(state: CallState, *outputs: str) -> Row:
-    return Row(state, outputs)
-
-
-def stay(*outputs: str) -> Row:
-    return Row(None, outputs)
-
-
-def ignore(note: str) -> Row:
-    return Row(None, (), note)
-
-
-def error(why: str) -> Row:
-    return Row(None, (), error=why)
-
+CallStateError = StateError
+Row = _Row[CallState]
+Table = Mapping[tuple[CallState, CallInput], Row]
 
 S = CallState
 I = CallInput  # noqa: E741
-Table = Mapping[tuple[CallState, CallInput], Row]
 
 
 def _all(state: CallState, row: Row) -> dict[tuple[CallState, CallInput], Row]:
@@ -450,23 +424,11 @@ UAS_TABLE: Table = {
 
 def missing_rows(table: Table) -> list[tuple[CallState, CallInput]]:
     """Every (state, input) pair the table leaves out: none, for a complete table."""
-    return [
-        (state, name) for state in CallState for name in CallInput if (state, name) not in table
-    ]
+    return _missing_rows(table, CallState, CallInput)
 
 
-def outputs_of(table: Table) -> set[str]:
-    """The names of every output the table calls."""
-    return {output for row in table.values() for output in row.outputs}
-
-
-class CallMachine:
-    """Holds a call's state and runs its table: ``feed(input, event)`` looks the row up,
-    moves, and calls ``getattr(outputs, name)(event)`` for each output in order.
-
-    Inputs fed by an output are queued and run once the current transition is complete.
-    ``on_transition(old, input, new)`` sees every step (for logs and tests).
-    """
+class CallMachine(Machine[CallState, CallInput]):
+    """A call's state, from NULL, run by its role's table (see :class:`Machine`)."""
 
     def __init__(
         self,
@@ -475,38 +437,4 @@ class CallMachine:
         *,
         on_transition: Callable[[CallState, CallInput, CallState], None] | None = None,
     ) -> None:
-        self.table = table
-        self.state = CallState.NULL
-        self._outputs = outputs
-        self._on_transition = on_transition
-        self._queue: list[tuple[CallInput, Any]] = []
-        self._running = False
-
-    def feed(self, name: CallInput, event: Any = None) -> None:
-        self._queue.append((name, event))
-        if self._running:
-            return
-        self._running = True
-        try:
-            while self._queue:
-                self._step(*self._queue.pop(0))
-        finally:
-            self._running = False
-            self._queue.clear()
-
-    def _step(self, name: CallInput, event: Any) -> None:
-        row = self.table[(self.state, name)]
-        if row.error is not None:
-            raise CallStateError(f"{name.name} in {self.state.name}: {row.error}")
-        old = self.state
-        if row.to is not None:
-            self.state = row.to
-        if self._on_transition is not None:
-            self._on_transition(old, name, self.state)
-        for output in row.outputs:
-            getattr(self._outputs, output)(event)
-
-
-def rows_of(table: Table, state: CallState) -> Iterable[tuple[CallInput, Row]]:
-    """The row of every input in ``state`` (for documentation and tests)."""
-    return ((name, table[(state, name)]) for name in CallInput)
+        super().__init__(table, CallState.NULL, outputs, on_transition=on_transition)

@@ -6,6 +6,10 @@ the remote target (the peer's Contact) and the route set (Record-Route).  It bui
 sent inside it (12.2.1.1) and checks the requests received (12.2.2).  Sans-IO: no transport, no
 clock.  Routing assumes loose routers (``;lr``, RFC 3261 16.12.1.1); a strict router in the route
 set is used as the next hop with the remote target appended as the last Route, as 12.2.1.1 says.
+
+A peer of RFC 2543 may send an INVITE without a From tag, or answer without a To tag: its tag
+is then null (12.1.1, 12.1.2, 12.2.2), kept as ``""`` here, and the requests we send in the
+dialog carry no tag for it.
 """
 
 from __future__ import annotations
@@ -50,12 +54,11 @@ class Dialog:
         """12.1.2: the dialog a 2xx (or 1xx with a tag) to our INVITE creates.
 
         The route set is the response's Record-Route in reverse order; the remote target its
-        Contact; the local sequence number the INVITE's CSeq.
+        Contact; the local sequence number the INVITE's CSeq.  A To without tag (RFC 2543) is
+        a null remote tag.
         """
         headers = response.headers
         remote = headers.to_addr()
-        if remote.tag is None:
-            raise DialogError("response has no To tag")
         local = request.headers.from_addr()
         if local.tag is None:
             raise DialogError("request has no From tag")
@@ -64,7 +67,7 @@ class Dialog:
         return cls(
             call_id=request.headers.call_id(),
             local_tag=local.tag,
-            remote_tag=remote.tag,
+            remote_tag=remote.tag or "",
             local_uri=local.without_param("tag"),
             remote_uri=remote.without_param("tag"),
             remote_target=contacts[0].uri,
@@ -78,17 +81,18 @@ class Dialog:
         """12.1.1: the dialog our 2xx to ``request`` creates.
 
         The route set is the request's Record-Route in order; the remote target its Contact;
-        the remote sequence number its CSeq.
+        the remote sequence number its CSeq.  A From without tag (RFC 2543) is a null remote
+        tag: the dialog is made all the same.  An RFC 2543 INVITE may also lack the Contact
+        (RFC 4475 3.4.1): the remote target is then its From URI, where RFC 2543 sent
+        subsequent requests.
         """
         headers = request.headers
         remote = headers.from_addr()
-        if remote.tag is None:
-            raise DialogError("request has no From tag")
-        contacts = _contacts(headers)
+        contacts = _contacts(headers) if "Contact" in headers else [remote]
         return cls(
             call_id=headers.call_id(),
             local_tag=local_tag,
-            remote_tag=remote.tag,
+            remote_tag=remote.tag or "",
             local_uri=headers.to_addr().without_param("tag"),
             remote_uri=remote.without_param("tag"),
             remote_target=contacts[0].uri,
@@ -116,7 +120,8 @@ class Dialog:
             headers.add("Route", str(route))
         headers.add("Max-Forwards", "70")
         headers.add("From", str(self.local_uri.with_tag(self.local_tag)))
-        headers.add("To", str(self.remote_uri.with_tag(self.remote_tag)))
+        remote = self.remote_uri.with_tag(self.remote_tag) if self.remote_tag else self.remote_uri
+        headers.add("To", str(remote))
         headers.add("Call-ID", self.call_id)
         headers.add("CSeq", f"{self.local_seq} {method}")
         if contact is not None and method not in ("BYE", "CANCEL", "ACK"):
