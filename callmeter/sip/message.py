@@ -257,12 +257,20 @@ def _body(headers: Headers, data: bytes, body_start: int) -> bytes:
     return data[body_start : body_start + length]  # RFC 3261 18.3: discard the excess
 
 
+SINGLE_HEADERS = ("From", "To", "Call-ID", "CSeq", "Max-Forwards")
+"""Headers a message carries at most once (RFC 3261 7.3.1: only list headers may repeat;
+RFC 4475 3.3.8 expects a 400 for a request with two of these)."""
+
+
 def _check_common(headers: Headers) -> None:
     headers.top_via()
     headers.from_addr()
     headers.to_addr()
     headers.call_id()
     headers.cseq()
+    for name in SINGLE_HEADERS:
+        if len(headers.get_all(name)) > 1:
+            raise SipParseError(f"multiple {name} headers")
 
 
 def _finish_request(
@@ -302,6 +310,8 @@ def _finish_request(
         if headers.cseq().method != method:
             raise SipParseError("CSeq method does not match the request method")
         headers.max_forwards()
+        if not headers.contact_is_wildcard():
+            headers.contacts()  # a Contact we could not use later is a 400 now (8.2.2)
         body = _body(headers, data, body_start)
     except SipParseError as exc:
         raise SipParseError(

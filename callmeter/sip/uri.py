@@ -617,6 +617,9 @@ def parse_name_addr(text: str) -> NameAddr:
     else:
         semi = value.find(";")
         uri_text = value if semi < 0 else value[:semi]
+        if "?" in uri_text:
+            # 20.10: a URI with headers (or a comma or semicolon) must be in <>.
+            raise SipParseError("URI with headers must be enclosed in <>")
         uri = parse_uri(uri_text.rstrip(_LWS))
         tail = "" if semi < 0 else value[semi:]
     if not tail:
