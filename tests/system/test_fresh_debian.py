@@ -23,7 +23,7 @@ Downloads (apt's archives, pip's cache) are kept under the cache directory betwe
 ``CALLMETER_FRESH_SOURCE`` chooses another source: a commit or tree for ``git archive``, or
 ``worktree`` for the working tree's tracked and unignored files (to try uncommitted changes).
 Logs and figures.json: $CALLMETER_FRESH_LOGDIR (.ci/system-test sets it), else a fresh directory
-under /tmp. About 6 minutes with nothing cached, 5 with the caches (2 cores). Needs root,
+under /tmp. About 6 minutes with nothing cached, 5 with the caches (2 idle cores). Needs root,
 systemd-nspawn, debootstrap, nsenter and git; without them the test is skipped, or fails when
 CI=true.
 """
