@@ -29,6 +29,7 @@ import pytest
 from twisted.internet.task import Clock
 
 from callmeter.sip.call import IncomingCall
+from callmeter.sip.framing import KeepAlive, StreamFramer, StreamFramingError
 from callmeter.sip.message import SipParseError, SipRequest, SipResponse, parse_message
 from callmeter.sip.stack import SipStack
 from callmeter.sip.transaction import ServerInvite
@@ -1324,3 +1325,30 @@ def test_inv2543_parses_as_rfc_2543_wrote_it() -> None:
     assert msg.headers.from_addr().tag is None
     assert msg.headers.content_length() is None and msg.headers.max_forwards() is None
     assert msg.body.endswith(b"m=audio 49217 RTP/AVP 0\r\n")
+
+
+# --- the same messages on a stream (TCP/TLS: RFC 3261 18.3 framing) ------------------------
+
+STREAM_WHOLE = [WSINV, INTMETH, ESC01, ESCNULL, ESC02, LONGREQ, MPART01, UNREASON, SDP01]
+
+
+@pytest.mark.parametrize("data", STREAM_WHOLE, ids=lambda data: data.split(b" ", 1)[0][:12])
+def test_valid_messages_frame_whole_on_a_stream_fed_in_pieces(data: bytes) -> None:
+    framer = StreamFramer()
+    frames: list[bytes | KeepAlive] = []
+    for start in range(0, len(data), 7):
+        frames += framer.feed(data[start : start + 7])
+    assert frames == [data] and framer.buffered == 0
+
+
+def test_clerr_on_a_stream_waits_for_the_rest() -> None:
+    """3.1.2.2: on TCP there is nothing to do but wait for more data (then time out)."""
+    framer = StreamFramer()
+    assert framer.feed(CLERR) == [] and framer.buffered == len(CLERR)
+
+
+@pytest.mark.parametrize("data", [NCL, MCL01], ids=["3.1.2.3", "3.3.9"])
+def test_a_bad_content_length_on_a_stream_closes_it(data: bytes) -> None:
+    """3.1.2.3 and 3.3.9: the framing error is not recoverable: the connection is closed."""
+    with pytest.raises(StreamFramingError):
+        StreamFramer().feed(data)
