@@ -674,7 +674,7 @@ class TestRun:
             e.registration.stop()
             for group in self.endpoints.values()
             for e in group
-            if e.registration is not None and e.registered
+            if e.registration is not None  # also one whose first REGISTER is still out
         ]
         done = defer.DeferredList(removals, consumeErrors=True)
         done.addTimeout(HANGUP_GRACE_S, self.reactor)

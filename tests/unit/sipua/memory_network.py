@@ -66,8 +66,8 @@ class MemoryNetwork:
         self.trace.append((self.clock.seconds(), source, destination, first_line))
         receiver = self.stacks.get(destination)
         if receiver is None:
-            if on_error is not None:
-                on_error("unreachable")
+            if on_error is not None:  # as a socket reports it: after the send returned
+                self.clock.callLater(0, on_error, "unreachable")
             return
         if self.drop(message, destination):
             return

@@ -168,3 +168,73 @@ def test_parse_round_trip_of_register() -> None:
     clock.pump([0.005] * 10)
     raw = registrar.requests[1].to_bytes()
     assert parse_message(raw).to_bytes() == raw
+
+
+def test_stop_during_the_first_register_removes_the_binding_it_gets() -> None:
+    """Issue 12: stop() while the authorized first REGISTER is out: start() fails at once
+    (408, unanswered), and the 200 that comes after is followed by Expires: 0."""
+    clock, network, stack, registrar = setup()
+    registration = register(stack)
+    started = registration.start()
+    clock.pump([0.005] * 3 + [0.001])  # 401 at 10 ms, the REGISTER with credentials at 15
+    assert len(registrar.requests) == 2 and registrar.bindings  # granted, 200 on its way
+    done = registration.stop()
+    failure = result(started)
+    assert isinstance(failure.value, RegistrationFailed) and failure.value.code == 408
+    assert result(done) is None or not done.called
+    clock.pump([0.005] * 10)
+    assert result(done) is None
+    assert registrar.requests[-1].headers.expires() == 0 and registrar.bindings == {}
+    assert [r.headers.cseq().number for r in registrar.requests] == [1, 2, 3]
+    assert not registration.registered
+    clock.advance(7200)
+    assert len(registrar.requests) == 3  # no refresh ever
+
+
+def test_stop_before_the_challenge_sends_nothing_more() -> None:
+    clock, network, stack, registrar = setup()
+    registration = register(stack)
+    started = registration.start()
+    done = registration.stop()
+    assert result(started).value.code == 408
+    assert not done.called  # waits for the answer to the REGISTER that is out
+    clock.pump([0.005] * 10)
+    assert result(done) is None
+    assert len(registrar.requests) == 1 and registrar.bindings == {}  # 401: nothing bound
+
+
+def test_stop_before_start_and_twice() -> None:
+    clock, network, stack, registrar = setup()
+    registration = register(stack)
+    assert result(registration.stop()) is None
+    assert result(registration.stop()) is None
+    assert registrar.requests == []
+
+
+def test_stop_during_a_refresh_waits_for_it_then_unregisters() -> None:
+    clock, network, stack, registrar = setup(grant=120)
+    registration = register(stack)
+    registration.start()
+    clock.pump([0.005] * 10)
+    clock.advance(90)  # the refresh is out
+
+    def sent() -> int:
+        return sum(line.startswith("REGISTER") for line in network.lines())
+
+    assert sent() == 3
+    done = registration.stop()
+    assert sent() == 3 and not done.called  # no Expires: 0 racing the refresh
+    clock.pump([0.005] * 10)
+    assert result(done) is None and registrar.bindings == {}
+    assert registrar.requests[-1].headers.expires() == 0
+    assert [r.headers.cseq().number for r in registrar.requests] == [1, 2, 3, 4]
+
+
+def test_registrar_unreachable_is_503() -> None:
+    clock = Clock()
+    network = MemoryNetwork(clock)
+    stack = network.attach(5060)  # nothing at REGISTRAR: the transport reports an error
+    started = register(stack).start()
+    clock.pump([0.01] * 5)
+    failure = result(started)
+    assert failure.value.code == 503
