@@ -50,6 +50,7 @@ PASS_KEYS = {
     "mos_min": "min",
     "call_success_pct_min": "min",
     "register_success_pct_min": "min",
+    "no_media_max": "max",
 }
 
 
@@ -116,9 +117,14 @@ class Group:
 
 @dataclass(frozen=True)
 class PassCriteria:
-    """Limits that decide pass/fail; with none given, every attempt must succeed."""
+    """Limits that decide pass/fail; with none given, every attempt must succeed.
+
+    ``media_required`` (default): every stream that should receive media received it to the
+    end, unless ``no_media_max`` in ``limits`` allows some streams without it.
+    """
 
     limits: Mapping[str, float] = field(default_factory=dict)
+    media_required: bool = True
 
     @property
     def default(self) -> bool:
@@ -405,14 +411,17 @@ def _pass(check: _Checker, spec: Any) -> PassCriteria:
     if not isinstance(spec, dict):
         check.problem("pass", "must be an object of criteria")
         return PassCriteria()
-    check.unknown(spec, "pass", set(PASS_KEYS))
+    check.unknown(spec, "pass", set(PASS_KEYS) | {"media_required"})
     limits: dict[str, float] = {}
     for key in PASS_KEYS:
         if key in spec:
             value = check.number(spec, key, f"pass.{key}", low=0, high=1e9)
             if value is not None:
                 limits[key] = value
-    return PassCriteria(limits)
+    media_required = check.boolean(spec, "media_required", "pass.media_required", True)
+    if not media_required and "no_media_max" in limits:
+        check.problem("pass.no_media_max", "contradicts media_required: false (give one)")
+    return PassCriteria(limits, media_required)
 
 
 def format_pattern_safe(pattern: str, index: int) -> str | None:

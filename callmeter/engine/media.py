@@ -107,10 +107,17 @@ def stream_results(media: CallMedia) -> list[StreamResult]:
                 received_bytes=snap.bytes_received,
                 lost_packets=snap.lost,
                 expected_packets=snap.expected,
-                jitter_ms=snap.jitter_ms if snap.packets_received else None,
+                jitter_ms=snap.jitter_ms,
                 rtt_ms=snap.rtt_mean_ms,
                 mos=snap.mos,
                 stray_packets=snap.stray_packets,
+                media_state=snap.media_state,
+                stopped_at_s=snap.stopped_at_s,
+                events_received=snap.events_received,
+                cn_received=snap.cn_received,
+                other_payload_received=snap.other_payload_received,
+                other_ssrc_packets=snap.other_ssrc_packets,
+                rtcp_received=snap.rtcp_received,
             )
         )
     return results

@@ -10,8 +10,19 @@ new one; ``report()`` the figures of the whole run.  Both have the report's shap
              "calls": {"attempted", "established", "failed", "failed_by_code": {CODE: n},
                        "causes": {CAUSE: n}},
              "setup_time_ms": {...}, "pdd_ms": {...}},
-     "rtp": {"sent": {"packets", "bytes"}, "received": {...}, "lost": {"packets"}, "loss_pct",
-             "jitter_ms": {"mean", "p95", "max"}, "rtt_ms": {...}, "mos": {"mean", "min"}}}
+     "rtp": {"sent": {"packets", "bytes"},
+             "received": {"packets", "bytes", "events", "cn", "other_payload", "other_ssrc"},
+             "lost": {"packets"}, "loss_pct",
+             "jitter_ms": {"mean", "p95", "max"}, "rtt_ms": {...}, "mos": {"mean", "min"},
+             "streams", "no_media", "one_way", "stopped", "without_media", "no_media_hint"}}
+
+``streams`` counts the streams that should have received media (sendrecv, recvonly) and
+``no_media``/``one_way``/``stopped`` those of them that got none or stopped getting it
+(:data:`callmeter.rtp.stream.MEDIA_STATES`), ``without_media`` their sum, and
+``no_media_hint`` names the likely cause (None when every stream got its media). In the run's
+figures each stream counts once, with its final state; in a window, each stream sampled in
+it (and each that ended unsampled), with its state then. Loss, jitter and MOS are None when
+no media packet arrived: missing media is never perfect.
 
 Percentiles of the total (and of merged processes) are computed from merged histograms, never
 by averaging percentiles.
@@ -25,8 +36,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from callmeter.quality.histogram import Histogram
+from callmeter.rtp.stats import MEDIA_TIMEOUT_S
 
-__all__ = ["GroupMetrics", "MetricSet", "StreamResult", "merge_sets", "total_of"]
+__all__ = [
+    "WITHOUT_MEDIA",
+    "GroupMetrics",
+    "MetricSet",
+    "StreamResult",
+    "merge_sets",
+    "total_of",
+]
 
 
 @dataclass
@@ -43,6 +62,25 @@ class StreamResult:
     rtt_ms: float | None = None
     mos: float | None = None
     stray_packets: int = 0  # received from another address than the SDP's (RFC 4961)
+    #: callmeter.rtp.stream.MEDIA_STATES; stopped_at_s: last packet, s from the stream's start
+    media_state: str = "ok"
+    stopped_at_s: float | None = None
+    events_received: int = 0  # RFC 4733 telephone events (in received_packets too)
+    cn_received: int = 0  # RFC 3389 comfort noise
+    other_payload_received: int = 0  # a payload type not negotiated
+    other_ssrc_packets: int = 0  # from another SSRC than the main media one (any type)
+    rtcp_received: int = 0  # the peer's RTCP packets (tells a closed path from a silent peer)
+
+    @property
+    def without_media(self) -> bool:
+        """Should have received media and did not, or stopped receiving it."""
+        return self.media_state in WITHOUT_MEDIA
+
+
+#: The media states that count as missing media.
+WITHOUT_MEDIA = ("no_media", "one_way", "stopped")
+#: The media states of streams that should have received (counted in "streams").
+_EXPECTED = ("ok", "waiting", *WITHOUT_MEDIA)
 
 
 @dataclass
@@ -73,6 +111,14 @@ class MetricSet:
     jitter_ms: Histogram = field(default_factory=Histogram)
     rtt_ms: Histogram = field(default_factory=Histogram)
     mos: Histogram = field(default_factory=Histogram)
+    events_received: int = 0
+    cn_received: int = 0
+    other_payload_received: int = 0
+    other_ssrc_packets: int = 0
+    #: Streams by media state (MEDIA_STATES), and of those without RTP the ones whose peer's
+    #: RTCP did arrive (the path is open: the peer sends no media).
+    media_states: Counter[str] = field(default_factory=Counter)
+    no_rtp_with_rtcp: int = 0
 
     def merge(self, other: MetricSet) -> None:
         for name in (
@@ -88,8 +134,14 @@ class MetricSet:
             "received_bytes",
             "lost_packets",
             "expected_packets",
+            "events_received",
+            "cn_received",
+            "other_payload_received",
+            "other_ssrc_packets",
+            "no_rtp_with_rtcp",
         ):
             setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.media_states.update(other.media_states)
         self.failed_by_code.update(other.failed_by_code)
         self.register_failed_by_code.update(other.register_failed_by_code)
         self.call_causes.update(other.call_causes)
@@ -97,7 +149,16 @@ class MetricSet:
         for name in ("register_ms", "setup_ms", "pdd_ms", "jitter_ms", "rtt_ms", "mos"):
             getattr(self, name).merge(getattr(other, name))
 
-    def add_stream(self, stream: StreamResult) -> None:
+    def add_stream(self, stream: StreamResult, state: bool = True) -> None:
+        """Count ``stream``'s packets and sample its gauges; with ``state`` its media state."""
+        if state:
+            self.media_states[stream.media_state] += 1
+            if stream.media_state in ("no_media", "one_way") and stream.rtcp_received:
+                self.no_rtp_with_rtcp += 1
+        self.events_received += stream.events_received
+        self.cn_received += stream.cn_received
+        self.other_payload_received += stream.other_payload_received
+        self.other_ssrc_packets += stream.other_ssrc_packets
         self.sent_packets += stream.sent_packets
         self.sent_bytes += stream.sent_bytes
         self.received_packets += stream.received_packets
@@ -112,10 +173,61 @@ class MetricSet:
             self.mos.record(stream.mos)
 
     @property
-    def loss_pct(self) -> float:
+    def loss_pct(self) -> float | None:
+        """Lost over expected media packets, in %; None when no media packet arrived."""
         if self.expected_packets <= 0:
-            return 0.0
+            return None
         return 100.0 * max(0, self.lost_packets) / self.expected_packets
+
+    @property
+    def streams(self) -> int:
+        """Streams that should have received media."""
+        return sum(self.media_states[state] for state in _EXPECTED)
+
+    @property
+    def without_media(self) -> int:
+        """Streams that should have received media and got none, or stopped getting it."""
+        return sum(self.media_states[state] for state in WITHOUT_MEDIA)
+
+    def no_media_hint(self) -> str | None:
+        """The likely cause of missing media, in words; None when no stream lacks it."""
+        states = self.media_states
+        missing = self.without_media
+        if not missing:
+            return None
+        parts: list[str] = []
+        none, one_way, stopped = states["no_media"], states["one_way"], states["stopped"]
+        silent_peer = self.no_rtp_with_rtcp
+        if one_way:
+            parts.append(
+                f"{one_way} one-way: the peer's RTCP reports receiving our RTP but its RTP "
+                "never reached us: a NAT or firewall in front of us drops it (open UDP "
+                "RTP_PORT_MIN..RTP_PORT_MAX inbound), or the peer sends it elsewhere than our "
+                "SDP says: SDP_IP / EXTERNAL_IP must be the address the peer reaches us at"
+            )
+        if none:
+            closed = none - min(silent_peer, none)
+            if closed:
+                parts.append(
+                    f"{closed} got no RTP and no RTCP: nothing of the peer's media reaches us: "
+                    "check SDP_IP / EXTERNAL_IP (behind a NAT, the SDP must carry the public "
+                    "address, and the NAT must forward RTP_PORT_MIN..RTP_PORT_MAX), a firewall "
+                    "dropping inbound UDP, or a peer that sends no media"
+                )
+            if none - closed:
+                parts.append(
+                    f"{none - closed} got the peer's RTCP but no RTP: the path is open, the "
+                    "peer sends no media (its direction, codec, or a media server not playing)"
+                )
+        if stopped:
+            parts.append(
+                f"{stopped} stopped receiving while the call was up (no RTP for "
+                f"{MEDIA_TIMEOUT_S:g} s): a NAT binding or firewall UDP timeout that expired, "
+                "the peer ending its media early (a pcap shorter than the call), or silence "
+                "suppression"
+            )
+        everything = " (every stream: a setting, not bad luck)" if missing == self.streams else ""
+        return f"{missing} of {self.streams} streams without media{everything}: " + "; ".join(parts)
 
     def as_report(self) -> dict[str, Any]:
         """The SPEC.md shape; None for a figure with no sample."""
@@ -141,15 +253,28 @@ class MetricSet:
             },
             "rtp": {
                 "sent": {"packets": self.sent_packets, "bytes": self.sent_bytes},
-                "received": {"packets": self.received_packets, "bytes": self.received_bytes},
+                "received": {
+                    "packets": self.received_packets,
+                    "bytes": self.received_bytes,
+                    "events": self.events_received,
+                    "cn": self.cn_received,
+                    "other_payload": self.other_payload_received,
+                    "other_ssrc": self.other_ssrc_packets,
+                },
                 "lost": {"packets": max(0, self.lost_packets)},
-                "loss_pct": round(self.loss_pct, 4),
+                "loss_pct": _round(self.loss_pct, 4),
                 "jitter_ms": _spread(self.jitter_ms),
                 "rtt_ms": _spread(self.rtt_ms),
                 "mos": {
                     "mean": _round(self.mos.mean if self.mos.count else None),
                     "min": _round(self.mos.min if self.mos.count else None),
                 },
+                "streams": self.streams,
+                "no_media": self.media_states["no_media"],
+                "one_way": self.media_states["one_way"],
+                "stopped": self.media_states["stopped"],
+                "without_media": self.without_media,
+                "no_media_hint": self.no_media_hint(),
             },
         }
 
@@ -232,7 +357,7 @@ class GroupMetrics:
     def stream_final(self, final: StreamResult, counted: StreamResult | None) -> None:
         """A stream that ended: the run gets its final figures, the window what is new."""
         self.run_set.add_stream(final)
-        self.window_set.add_stream(_minus(final, counted))
+        self.window_set.add_stream(_minus(final, counted), state=counted is None)
 
     def take_window(self) -> MetricSet:
         window, self.window_set = self.window_set, MetricSet()
@@ -261,6 +386,13 @@ def _minus(current: StreamResult, counted: StreamResult | None) -> StreamResult:
         rtt_ms=current.rtt_ms,
         mos=current.mos,
         stray_packets=current.stray_packets - counted.stray_packets,
+        media_state=current.media_state,
+        stopped_at_s=current.stopped_at_s,
+        events_received=current.events_received - counted.events_received,
+        cn_received=current.cn_received - counted.cn_received,
+        other_payload_received=current.other_payload_received - counted.other_payload_received,
+        other_ssrc_packets=current.other_ssrc_packets - counted.other_ssrc_packets,
+        rtcp_received=current.rtcp_received,
     )
 
 

@@ -3,6 +3,11 @@
 Each criterion names a figure of ``report["total"]`` and a limit.  With no ``pass`` section
 the criteria are that every registration and every call attempted succeeded.  A figure with no
 sample (no call got that far) fails its criterion: an absent measurement proves nothing.
+
+Missing media is never perfect: whatever the other criteria, every stream that should have
+received media (sendrecv, recvonly) must have received it to the end ("every stream received
+media": ``rtp.without_media`` is 0), unless the plan's ``pass`` says ``media_required: false``
+or allows some with ``no_media_max``.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ CRITERIA: dict[str, tuple[tuple[str, ...], str]] = {
     "mos_min": (("rtp", "mos", "min"), "min"),
     "call_success_pct_min": (("sip", "calls", "success_pct"), "min"),
     "register_success_pct_min": (("sip", "register", "success_pct"), "min"),
+    "no_media_max": (("rtp", "without_media"), "max"),
 }
 """Criterion -> (path in the report's total, whether the limit is a maximum or a minimum)."""
 
@@ -49,6 +55,9 @@ def evaluate(plan: Plan, report: dict[str, Any]) -> dict[str, Any]:
             results.append(
                 {"criterion": "calls attempted", "limit": 1, "value": 0, "passed": False}
             )
+    if plan.passing.media_required and "no_media_max" not in plan.passing.limits:
+        missing = total.get("rtp", {}).get("without_media")
+        results.append(_check("every stream received media", missing, 0, "max"))
     for name, limit in plan.passing.limits.items():
         path, kind = CRITERIA[name]
         value = figures[path] if path in figures else _dig(total, path)

@@ -14,7 +14,8 @@
  *   ReaderState   base of stream._RtpReceiver: read one datagram from the stream's
  *                 connected RTP socket (section 5.1 header fields) and feed the SSRC's
  *                 statistics; a datagram that is not RTP version 2, or arrives while
- *                 receiving is off, goes to ``datagram_received``, a new SSRC to ``_source``.
+ *                 receiving is off, goes to ``datagram_received``, a new SSRC or payload
+ *                 type to ``_source`` (with the key PT << 32 | SSRC).
  *                 The arrival time is the kernel's receive timestamp when the socket has
  *                 SO_TIMESTAMPNS on (``timestamp_arrivals``), else the time the reactor
  *                 reported the socket readable.
@@ -335,7 +336,11 @@ reader_read(ReaderState *r, double now)
     long seq = ((long)rx_buffer[2] << 8) | rx_buffer[3];
     long long rtp_ts = ((long long)rx_buffer[4] << 24) | ((long long)rx_buffer[5] << 16) |
                        ((long long)rx_buffer[6] << 8) | rx_buffer[7];
-    long long ssrc = ((long long)rx_buffer[8] << 24) | ((long long)rx_buffer[9] << 16) |
+    /* The statistics are per SSRC and payload type: the key is PT << 32 | SSRC, so an
+     * RFC 4733 event or RFC 3389 comfort-noise packet, even in the audio's SSRC, reaches
+     * statistics of its own (_source decides what they are). */
+    long long ssrc = ((long long)(rx_buffer[1] & 0x7F) << 32) |
+                     ((long long)rx_buffer[8] << 24) | ((long long)rx_buffer[9] << 16) |
                      ((long long)rx_buffer[10] << 8) | rx_buffer[11];
     PyObject *stats;
     if (ssrc == r->last_ssrc && r->last != NULL) {
@@ -410,7 +415,8 @@ static PyMemberDef ReaderState_members[] = {
     {"_fd", T_INT, offsetof(ReaderState, fd), 0, "the connected RTP socket, -1: none"},
     {"enabled", T_BOOL, offsetof(ReaderState, enabled), 0,
      "False: RTP is not ours to count (sendonly/inactive)"},
-    {"_last_ssrc", T_LONGLONG, offsetof(ReaderState, last_ssrc), 0, NULL},
+    {"_last_ssrc", T_LONGLONG, offsetof(ReaderState, last_ssrc), 0,
+     "the key (PT << 32 | SSRC) of the last packet's statistics, _last"},
     {"_last", T_OBJECT, offsetof(ReaderState, last), 0, NULL},
     {NULL, 0, 0, 0, NULL},
 };

@@ -54,6 +54,7 @@ from callmeter.rtp.rtcp import (
 __all__ = [
     "MAX_DROPOUT",
     "MAX_MISORDER",
+    "MEDIA_TIMEOUT_S",
     "MIN_SEQUENTIAL",
     "RTP_SEQ_MOD",
     "ReceiverSnapshot",
@@ -65,6 +66,14 @@ RTP_SEQ_MOD = 1 << 16
 MAX_DROPOUT = 3000
 MAX_MISORDER = 100
 MIN_SEQUENTIAL = 2
+
+#: A stream that should receive and got no RTP for this long while the call is up has
+#: "stopped" (and one that never got any has "no_media"). RFC 3550 6.3.5 times a participant
+#: out after 5 RTCP intervals (25 s and more): far too long for a test call, where 2 s of
+#: nothing is 100 packets at 20 ms, beyond any jitter buffer (a loss burst that long is no
+#: longer loss but an outage), and still longer than the delay between a peer's last packet
+#: and its BYE or the first retransmission of a lost BYE (T1, 500 ms).
+MEDIA_TIMEOUT_S = 2.0
 
 _U32 = 0xFFFFFFFF
 
@@ -261,6 +270,28 @@ class ReceiverStats(SeqState):
         # The timestamps restarted too: no jitter sample across the discontinuity.
         self._last_ts = rtp_ts
         self._last_arrival = arrival
+
+    def on_other(self, seq: int, rtp_ts: int, arrival: float) -> None:
+        """A packet of this SSRC that is not its media: an RFC 4733 event, RFC 3389 comfort
+        noise (a second payload type in the same sequence space, RFC 3550 5.1).
+
+        It takes its sequence number, so the media around it is not counted lost, and it
+        counts in ``received``; it is not counted in ``packets``/``bytes`` (the stream counts
+        it by payload type) and gives no jitter sample: an event's timestamp is the event's
+        start, not the media clock. Before the media's first packet it is not counted here.
+        """
+        if self._probation:
+            return
+        if seq == self._next_seq:
+            self._max_seq = seq
+            self._next_seq = (seq + 1) & 0xFFFF
+            if seq == 0:
+                self._cycles += RTP_SEQ_MOD
+            self._received += 1
+            return
+        last_ts, last_arrival = self._last_ts, self._last_arrival
+        self._unusual(seq, rtp_ts, arrival)
+        self._last_ts, self._last_arrival = last_ts, last_arrival
 
     # --- reports ------------------------------------------------------------------------
 

@@ -15,11 +15,22 @@ sequence number does not advance: the receiver sees a timestamp jump, not networ
 counted in ``skipped``.
 
 Receiving: the sockets are plain non-blocking UDP sockets read through the process-wide
-:class:`UdpMux` (one reactor reader for all of them, see there). RTP updates a
-:class:`~callmeter.rtp.stats.ReceiverStats` per remote SSRC with ``min_sequential=1`` (a
-negotiated port: the first packet is trusted). Symmetric RTP (RFC 4961): we send to the
-address and port of the SDP, and a source that sends from elsewhere is logged once per SSRC
-(it is still counted).
+:class:`UdpMux` (one reactor reader for all of them, see there). Statistics are kept per
+remote SSRC and payload type. Packets of the negotiated payload type (the media) update a
+:class:`~callmeter.rtp.stats.ReceiverStats` per SSRC with ``min_sequential=1`` (a negotiated
+port: the first packet is trusted); RFC 4733 telephone events, RFC 3389 comfort noise (PT 13)
+and any other payload type are counted as what they are (:class:`_PayloadCount`), never as
+media: in the media's own SSRC they take their sequence numbers
+(:meth:`~callmeter.rtp.stats.ReceiverStats.on_other`), in an SSRC of their own (a peer that
+sends DTMF from a second SSRC, as SIPp's DTMF pcaps do) their gaps are nobody's loss. Loss,
+jitter and MOS are the media's. Symmetric RTP (RFC 4961): we send to the address and port of
+the SDP, and a source that sends from elsewhere is logged once per SSRC (it is still counted).
+
+Missing media is never perfect: a stream that should receive (sendrecv, recvonly) and got
+nothing says so in its snapshot's ``media_state`` (``no_media``, or ``one_way`` when the
+peer's RTCP reports receiving our RTP), one that got nothing for
+:data:`~callmeter.rtp.stats.MEDIA_TIMEOUT_S` while the call was up ``stopped`` (with
+``stopped_at_s``), and then loss, jitter and MOS are None, not 0 and 4.4.
 
 RTCP (section 6): a compound SR (when we have sent RTP) or RR, then SDES CNAME (section 6.1),
 every ``rtcp_interval`` (5 s) randomized by 0.5-1.5 (section 6.3.1; the first report after
@@ -59,11 +70,13 @@ from callmeter.rtp.rtcp import (
     parse_compound,
     randomized_interval,
 )
-from callmeter.rtp.stats import ReceiverStats, SenderStats
+from callmeter.rtp.stats import MEDIA_TIMEOUT_S, ReceiverStats, SenderStats
 from callmeter.sip.sdp import Direction, NegotiatedStream
 
 __all__ = [
     "DEFAULT_RTCP_INTERVAL",
+    "MEDIA_STATES",
+    "PT_CN",
     "RtpStream",
     "StreamReactor",
     "StreamSnapshot",
@@ -73,6 +86,16 @@ __all__ = [
 
 #: Nominal RTCP report interval, seconds (RFC 3550 section 6.2 minimum).
 DEFAULT_RTCP_INTERVAL = 5.0
+
+#: RFC 3389 comfort noise (RFC 3551's static payload type 13).
+PT_CN = 13
+
+#: A stream's ``media_state``: "ok" (media received, still arriving), "no_media" (should
+#: receive, got no RTP at all), "one_way" (got none, but the peer's RTCP reports receiving
+#: ours), "stopped" (got some, then none for MEDIA_TIMEOUT_S while the call was up),
+#: "waiting" (a running stream's first MEDIA_TIMEOUT_S: nothing yet, no verdict yet),
+#: "not_expected" (never started receiving: sendonly, inactive, a call that never began).
+MEDIA_STATES = ("ok", "no_media", "one_way", "stopped", "waiting", "not_expected")
 
 _U32 = 0xFFFFFFFF
 _RECV_SIZE = 65536  # any UDP datagram whole: the byte counts stay right
@@ -223,14 +246,21 @@ class StreamSnapshot:
     """Cumulative per-stream figures (SPEC "Metrics"); ``as_dict`` for JSON.
 
     ``packets_received``/``bytes_received`` count every RTP datagram of every remote SSRC
-    (bytes with the RTP header, without UDP/IP); ``lost`` is the number of packets expected
-    and never received (RFC 3550 A.3 without duplicates) and ``loss_pct`` that over
-    ``expected``. ``jitter_ms`` is the A.8 jitter of the main remote SSRC (the one with the
-    most packets). ``stray_packets`` are those (counted too) that came from another address
-    than the SDP's (RFC 4961: a NAT or an SBC that does not send from where it receives).
-    ``rtt_*`` from RTCP LSR/DLSR (6.4.1), None before the first sample.
-    ``delay_ms`` is :func:`one_way_delay_ms`; ``r_factor``/``mos`` the E-model of what we
-    received (audio only, None before anything was received).
+    and payload type (bytes with the RTP header, without UDP/IP); of those,
+    ``events_received`` are RFC 4733 telephone events, ``cn_received`` RFC 3389 comfort
+    noise, ``other_payload_received`` another payload type than the negotiated ones, and
+    ``other_ssrc_packets`` (any payload type, overlapping the others) came from another SSRC
+    than the main media SSRC. ``expected``/``lost`` are the media's (the negotiated payload
+    type's SSRCs): the packets expected and never received (RFC 3550 A.3 without
+    duplicates), ``loss_pct`` that over ``expected``. ``jitter_ms`` is the A.8 jitter of the
+    main media SSRC (the one with the most media packets). ``loss_pct``, ``jitter_ms`` and
+    the E-model are None when no media packet was received. ``stray_packets`` are those
+    (counted too) that came from another address than the SDP's (RFC 4961: a NAT or an SBC
+    that does not send from where it receives). ``rtt_*`` from RTCP LSR/DLSR (6.4.1), None
+    before the first sample. ``delay_ms`` is :func:`one_way_delay_ms`;
+    ``r_factor``/``mos`` the E-model of what we received (audio only). ``media_state`` is
+    one of :data:`MEDIA_STATES`; ``stopped_at_s`` (state "stopped") is when the last packet
+    arrived, in seconds from the stream's start.
     """
 
     kind: str
@@ -248,8 +278,8 @@ class StreamSnapshot:
     bytes_received: int
     expected: int
     lost: int
-    loss_pct: float
-    jitter_ms: float
+    loss_pct: float | None
+    jitter_ms: float | None
     out_of_order: int
     duplicates: int
     stray_packets: int
@@ -262,10 +292,48 @@ class StreamSnapshot:
     delay_ms: float | None
     r_factor: float | None
     mos: float | None
+    media_state: str = "ok"
+    stopped_at_s: float | None = None
+    events_received: int = 0
+    cn_received: int = 0
+    other_payload_received: int = 0
+    other_ssrc_packets: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         """A JSON-safe dict of the fields."""
         return asdict(self)
+
+
+class _PayloadCount:
+    """Packets of one SSRC and payload type that are not the stream's media.
+
+    ``kind`` is "event" (RFC 4733 telephone-event), "cn" (RFC 3389 comfort noise) or
+    "other" (a payload type not negotiated for this stream). The C reader feeds it through
+    :meth:`on_packet` (it is no SeqState): counted, and in the media's own SSRC the
+    sequence number goes to the media's statistics (:meth:`ReceiverStats.on_other`), so
+    a DTMF digit in the audio's sequence is not audio lost, and a second SSRC's gaps are
+    nobody's loss.
+    """
+
+    __slots__ = ("bytes", "kind", "last_arrival", "packets", "pt", "ssrc", "stats")
+
+    def __init__(self, stats: dict[int, ReceiverStats], ssrc: int, pt: int, kind: str) -> None:
+        self.stats = stats
+        self.ssrc = ssrc
+        self.pt = pt
+        self.kind = kind
+        self.packets = 0
+        self.bytes = 0
+        self.last_arrival = 0.0
+
+    def on_packet(self, seq: int, rtp_ts: int, arrival: float, size: int) -> None:
+        self.packets += 1
+        self.bytes += size
+        if arrival > self.last_arrival:
+            self.last_arrival = arrival
+        media = self.stats.get(self.ssrc)
+        if media is not None:
+            media.on_other(seq, rtp_ts, arrival)
 
 
 class _RtpReceiver(ReaderState):
@@ -274,10 +342,12 @@ class _RtpReceiver(ReaderState):
     The stream's main RTP socket is connected to the SDP's address once negotiated, so the
     kernel hands it only that peer's datagrams. Reading them is the C base class's
     (:class:`~callmeter.rtp._fastpath.ReaderState`, called with the arrival time): one
-    ``recv`` into the process's receive buffer, the header's sequence number, timestamp
-    and SSRC, and the SSRC's :class:`ReceiverStats` fed in C, with no Python object per
-    packet; it comes back here for a new SSRC (:meth:`_source`) and for a datagram that
-    is not RTP or arrives while receiving is off (:meth:`datagram_received`). The socket
+    ``recv`` into the process's receive buffer, the header's sequence number, timestamp,
+    payload type and SSRC, and the statistics of that SSRC and payload type fed in C, with
+    no Python object per packet; it comes back here for a new SSRC or payload type
+    (:meth:`_source`, with the key ``PT << 32 | SSRC``: the media's :class:`ReceiverStats`
+    of that SSRC, or a :class:`_PayloadCount`) and for a datagram that is not RTP or
+    arrives while receiving is off (:meth:`datagram_received`). The socket
     has SO_TIMESTAMPNS on: a packet's arrival time is the kernel's stamp of when it was
     queued, as a capture tool sees it, not when this process got round to reading it (a
     pacer tick or a metric window in between would otherwise show up as jitter). Datagrams
@@ -292,13 +362,17 @@ class _RtpReceiver(ReaderState):
         "_stream",
         "ignored",
         "invalid",
+        "others",
+        "sources",
         "stats",
         "stray_recvfrom",
     )
 
     def __init__(self, stream: RtpStream) -> None:
         self._stream = stream
-        self.stats: dict[int, ReceiverStats] = {}
+        self.stats: dict[int, ReceiverStats] = {}  # the media's, by SSRC
+        self.others: list[_PayloadCount] = []  # events, comfort noise, other payload types
+        self.sources: dict[int, ReceiverStats | _PayloadCount] = {}  # by PT << 32 | SSRC
         self.enabled = True
         self.invalid = 0
         self.ignored = 0
@@ -323,19 +397,32 @@ class _RtpReceiver(ReaderState):
         if not self.enabled:
             self.ignored += 1  # sendonly/inactive: RFC 3264 section 5.1, not ours to count
             return
-        _, _, seq, ts, ssrc = _unpack_header(data)
-        stats = self._last if ssrc == self._last_ssrc else self._source(ssrc)
+        _, marker_pt, seq, ts, ssrc = _unpack_header(data)
+        key = (marker_pt & 0x7F) << 32 | ssrc
+        stats = self._last if key == self._last_ssrc else self._source(key)
         if addr is not None:
             self._stream._check_source(ssrc, addr)
-        stats.on_packet(seq, ts, now, len(data))  # type: ignore[union-attr]
+        stats.on_packet(seq, ts, now, len(data))
 
-    def _source(self, ssrc: int) -> ReceiverStats:
-        stats = self.stats.get(ssrc)
+    def _source(self, key: int) -> ReceiverStats | _PayloadCount:
+        """The statistics of SSRC ``key & 0xFFFFFFFF`` and payload type ``key >> 32``."""
+        stats = self.sources.get(key)
         if stats is None:
-            stats = self._stream._new_source(ssrc)
-        self._last_ssrc = ssrc
+            stats = self._stream._new_payload(key & _U32, key >> 32)
+            self.sources[key] = stats
+        self._last_ssrc = key
         self._last = stats
         return stats
+
+    def forget_payload_types(self) -> None:
+        """The negotiated payload types changed (a re-INVITE): classify them again.
+
+        What was counted stays counted; the next packet of each payload type is looked at
+        anew (:meth:`_source`).
+        """
+        self.sources = {k: v for k, v in self.sources.items() if isinstance(v, ReceiverStats)}
+        self._last_ssrc = -1
+        self._last = None
 
 
 class RtpStream(SendState):
@@ -352,6 +439,8 @@ class RtpStream(SendState):
     __slots__ = (
         "__dict__",
         "_allocator",
+        "_ever_receiving",
+        "_recv_since",
         "_rng",
         "_rtcp_addr",
         "_rtcp_call",
@@ -359,7 +448,9 @@ class RtpStream(SendState):
         "_rtp_addr",
         "_sockets",
         "_started",
+        "_started_at",
         "_stopped",
+        "_stopped_at",
         "_strays",
         "byes",
         "clock_rate",
@@ -432,6 +523,10 @@ class RtpStream(SendState):
         self._rtcp_call: IDelayedCall | None = None
         self._started = False
         self._stopped = False
+        self._started_at: float | None = None
+        self._stopped_at: float | None = None
+        self._recv_since: float | None = None  # since when we receive (started, direction)
+        self._ever_receiving = False
         # Sender state (RFC 3550 5.1: random initial sequence number and timestamp).
         self._seq = rng.getrandbits(16)
         self._ts0 = rng.getrandbits(32)
@@ -555,6 +650,9 @@ class RtpStream(SendState):
             # The C send path writes to the descriptor itself (a test's fake: _rtp_send).
             self._rtp_fd = rtp.fileno() if isinstance(rtp, socket.socket) else -1
         self.receiver.enabled = stream.direction.receives
+        self.receiver.forget_payload_types()
+        if self._started:
+            self._receiving(stream.direction.receives, self.reactor.seconds())
         if media is not None:
             if media is not self.media and self._started:
                 # A codec change mid-call: the next packet keeps its due time and timestamp.
@@ -593,6 +691,8 @@ class RtpStream(SendState):
             raise ValueError("stream not opened and configured")
         self._started = True
         self._start = self.reactor.seconds()
+        self._started_at = self._start
+        self._receiving(self.direction.receives, self._start)
         self._due = self._start + self._mts * self._inv_rate
         if self.direction.sends:
             self.pacer.add(self)
@@ -608,6 +708,7 @@ class RtpStream(SendState):
         if self._stopped:
             return self.closed
         self._stopped = True
+        self._stopped_at = self.reactor.seconds()
         self.pacer.remove(self)
         if self._rtcp_call is not None and self._rtcp_call.active():
             self._rtcp_call.cancel()
@@ -673,6 +774,31 @@ class RtpStream(SendState):
         stats = ReceiverStats(ssrc, self.clock_rate, min_sequential=1)
         self.receiver.stats[ssrc] = stats
         return stats
+
+    def _new_payload(self, ssrc: int, pt: int) -> ReceiverStats | _PayloadCount:
+        """The statistics a new SSRC and payload type feed: the media's (the negotiated
+        payload type, either side's number; anything but comfort noise before the answer)
+        or a count of what it is (RFC 4733 event, RFC 3389 comfort noise, other)."""
+        neg = self.negotiated
+        kind = "media"
+        if pt == PT_CN:
+            kind = "cn"
+        elif neg is not None and pt not in (neg.local_payload_type, neg.payload_type):
+            events = (neg.local_telephone_event_pt, neg.telephone_event_pt)
+            kind = "event" if pt in events else "other"
+        if kind == "media":
+            return self.receiver.stats.get(ssrc) or self._new_source(ssrc)
+        count = _PayloadCount(self.receiver.stats, ssrc, pt, kind)
+        self.receiver.others.append(count)
+        return count
+
+    def _receiving(self, receives: bool, now: float) -> None:
+        """The running stream's direction receives (or not) from ``now`` on."""
+        if not receives:
+            self._recv_since = None
+        elif self._recv_since is None:
+            self._recv_since = now
+            self._ever_receiving = True
 
     def _check_source(self, ssrc: int, addr: Any) -> None:
         """Count a packet from elsewhere than the SDP said; log its SSRC once (RFC 4961).
@@ -781,19 +907,33 @@ class RtpStream(SendState):
 
     def snapshot(self) -> StreamSnapshot:
         """Cumulative figures of this stream (no reset)."""
-        sources = [s.snapshot() for s in self.receiver.stats.values()]
+        media = [s for s in self.receiver.stats.values() if s.packets]
+        sources = [s.snapshot() for s in media]
         main = max(sources, key=lambda s: s.packets, default=None)
+        others = self.receiver.others
         expected = sum(s.expected for s in sources)
         missing = sum(max(s.missing, 0) for s in sources)
-        loss_pct = 100.0 * missing / expected if expected else 0.0
-        jitter_ms = main.jitter_ms if main is not None else 0.0
+        loss_pct = jitter_ms = None
+        if main is not None:
+            loss_pct = 100.0 * missing / expected if expected else 0.0
+            jitter_ms = main.jitter_ms
+        main_ssrc = main.ssrc if main is not None else -1
+        by_kind = {"event": 0, "cn": 0, "other": 0}
+        for other in others:
+            by_kind[other.kind] += other.packets
+        other_ssrc = sum(s.packets for s in sources if s.ssrc != main_ssrc)
+        other_ssrc += sum(o.packets for o in others if o.ssrc != main_ssrc)
+        arrivals = [s._last_arrival for s in media]
+        arrivals += [o.last_arrival for o in others if o.packets]
+        state, stopped_at = self._media_state(max(arrivals, default=None))
         sender = self.sender
         rtt_mean = sender.rtt_mean
         neg = self.negotiated
         codec = neg.codec if neg is not None else ""
         ptime = float(neg.ptime) if neg is not None and neg.ptime else 20.0
         delay = r_factor = mos = None
-        if self.kind == "audio" and expected > 0:
+        if self.kind == "audio" and expected > 0 and loss_pct is not None:
+            assert jitter_ms is not None
             delay = one_way_delay_ms(
                 rtt_mean * 1000.0 if rtt_mean is not None else None, jitter_ms, ptime
             )
@@ -810,13 +950,13 @@ class RtpStream(SendState):
             local_port=self.local_port,
             remote=f"{self._rtp_addr[0]}:{self._rtp_addr[1]}",
             ssrc=self.ssrc,
-            remote_ssrcs=len(sources),
+            remote_ssrcs=len({s.ssrc for s in sources} | {o.ssrc for o in others if o.packets}),
             packets_sent=sender.packets,
             bytes_sent=sender.octets + 12 * sender.packets,
             send_errors=self.send_errors,
             skipped=self.skipped,
-            packets_received=sum(s.packets for s in sources),
-            bytes_received=sum(s.bytes for s in sources),
+            packets_received=sum(s.packets for s in sources) + sum(o.packets for o in others),
+            bytes_received=sum(s.bytes for s in sources) + sum(o.bytes for o in others),
             expected=expected,
             lost=missing,
             loss_pct=loss_pct,
@@ -833,4 +973,30 @@ class RtpStream(SendState):
             delay_ms=delay,
             r_factor=r_factor,
             mos=mos,
+            media_state=state,
+            stopped_at_s=stopped_at,
+            events_received=by_kind["event"],
+            cn_received=by_kind["cn"],
+            other_payload_received=by_kind["other"],
+            other_ssrc_packets=other_ssrc,
         )
+
+    def _media_state(self, last: float | None) -> tuple[str, float | None]:
+        """``media_state`` and ``stopped_at_s`` (see :data:`MEDIA_STATES`), for the RTP that
+        last arrived at ``last`` (None: none ever)."""
+        if not self._ever_receiving:
+            return ("ok" if last is not None else "not_expected"), None
+        final = self._stopped or not self._started
+        now = self._stopped_at if self._stopped_at is not None else self.reactor.seconds()
+        since = self._recv_since
+        if last is not None:
+            if since is not None and now - max(last, since) > MEDIA_TIMEOUT_S:
+                started = self._started_at if self._started_at is not None else last
+                return "stopped", round(max(0.0, last - started), 3)
+            return "ok", None
+        if not final and since is not None and now - since <= MEDIA_TIMEOUT_S:
+            return "waiting", None
+        report = self.sender.last_report
+        if self.sender.packets and report is not None:
+            return "one_way", None  # the peer reports receiving ours (RFC 3550 6.4.1)
+        return "no_media", None

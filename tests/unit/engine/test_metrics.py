@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -97,3 +99,72 @@ def test_causes_merge_across_processes_and_sort_by_count() -> None:
         ("no answer (b)", 1),
     ]
     assert register["failed_by_code"] == {"408": 7}
+
+
+def media_stream(state: str, received: int = 0, **more: object) -> StreamResult:
+    result = stream(received) if received else StreamResult(sent_packets=50, sent_bytes=8600)
+    return dataclasses.replace(result, media_state=state, **more)  # type: ignore[arg-type]
+
+
+def test_streams_without_media_are_counted_and_never_perfect() -> None:
+    metrics = GroupMetrics()
+    metrics.stream_final(media_stream("no_media"), None)
+    metrics.stream_final(media_stream("no_media", rtcp_received=3), None)
+    rtp = metrics.run_set.as_report()["rtp"]
+    assert (rtp["streams"], rtp["no_media"], rtp["without_media"]) == (2, 2, 2)
+    assert rtp["loss_pct"] is None  # nothing expected: no figure, not 0.000 %
+    assert rtp["jitter_ms"]["mean"] is None and rtp["mos"]["min"] is None
+    hint = rtp["no_media_hint"]
+    assert hint.startswith("2 of 2 streams without media (every stream")
+    assert "1 got no RTP and no RTCP" in hint and "SDP_IP / EXTERNAL_IP" in hint
+    assert "1 got the peer's RTCP but no RTP" in hint
+
+
+def test_media_states_merge_across_processes_and_name_each_cause() -> None:
+    one, two = GroupMetrics(), GroupMetrics()
+    one.stream_final(media_stream("ok", 500, events_received=9, other_ssrc_packets=9), None)
+    one.stream_final(media_stream("one_way"), None)
+    one.stream_final(media_stream("not_expected"), None)  # a call that never got media up
+    two.stream_final(media_stream("stopped", 100, stopped_at_s=2.5), None)
+    two.stream_final(media_stream("ok", 500, cn_received=4, other_payload_received=1), None)
+    wire = [MetricSet.from_wire(m.run_set.to_wire()) for m in (one, two)]
+    rtp = merge_sets(wire).as_report()["rtp"]
+    assert {k: rtp[k] for k in ("streams", "no_media", "one_way", "stopped", "without_media")} == {
+        "streams": 4,
+        "no_media": 0,
+        "one_way": 1,
+        "stopped": 1,
+        "without_media": 2,
+    }
+    assert rtp["received"] == {
+        "packets": 1100,
+        "bytes": 172 * 1100,
+        "events": 9,
+        "cn": 4,
+        "other_payload": 1,
+        "other_ssrc": 9,
+    }
+    hint = rtp["no_media_hint"]
+    assert hint.startswith("2 of 4 streams without media: 1 one-way")
+    assert "1 stopped receiving while the call was up (no RTP for 2 s)" in hint
+
+
+def test_a_stream_counts_its_state_once_per_window_and_once_in_the_run() -> None:
+    metrics = GroupMetrics()
+    first = media_stream("waiting")
+    metrics.stream_progress(first, None)
+    assert metrics.take_window().media_states == {"waiting": 1}
+    later = media_stream("no_media")
+    metrics.stream_progress(later, first)
+    metrics.stream_final(later, later)  # sampled in this window already: state not again
+    window = metrics.take_window()
+    assert window.media_states == {"no_media": 1}
+    assert metrics.run_set.media_states == {"no_media": 1}
+    assert metrics.run_set.as_report()["rtp"]["no_media_hint"] is not None
+
+
+def test_all_media_present_has_no_hint() -> None:
+    metrics = GroupMetrics()
+    metrics.stream_final(stream(100), None)
+    rtp = metrics.run_set.as_report()["rtp"]
+    assert rtp["streams"] == 1 and rtp["without_media"] == 0 and rtp["no_media_hint"] is None

@@ -544,3 +544,19 @@ def test_reader_feeds_statistics_of_another_kind_through_their_on_packet(
     reader.read(3.0)
     reader.read(3.5)
     assert fed == [(65535, 2**32 - 1, 3.0, 32), (0, 159, 3.5, 32)]
+
+
+def test_reader_keys_statistics_by_payload_type_and_ssrc(
+    pair: tuple[socket.socket, socket.socket],
+) -> None:
+    """_source gets PT << 32 | SSRC: an RFC 4733 event in the audio's SSRC has its own."""
+    a, b = pair
+    reader = Receiver(b.fileno())
+    a.send(rtp(1, 160))
+    a.send(HEADER.pack(0x80, 0x80 | 101, 2, 160, 0x1234) + b"\x01\x0a\x00\xa0")  # M bit set
+    a.send(rtp(3, 480))
+    for now in (1.0, 1.02, 1.04):
+        reader.read(now)
+    assert sorted(reader.stats) == [0x1234, 101 << 32 | 0x1234]
+    assert reader.stats[0x1234].packets == 2
+    assert reader.stats[101 << 32 | 0x1234].packets == 1
