@@ -22,6 +22,7 @@ from callmeter.sip.uri import TOKEN_RE, SipParseError, Uri, parse_name_addr, par
 
 __all__ = [
     "DEFAULT_LIMITS",
+    "KNOWN_METHODS",
     "MAGIC_COOKIE",
     "REASON_PHRASES",
     "ParseLimits",
@@ -42,6 +43,26 @@ __all__ = [
 SIP_VERSION = "SIP/2.0"
 MAGIC_COOKIE = "z9hG4bK"
 """RFC 3261 section 8.1.1.7: every branch we generate starts with this."""
+
+KNOWN_METHODS = frozenset(
+    [
+        "INVITE",
+        "ACK",
+        "CANCEL",
+        "BYE",
+        "OPTIONS",
+        "REGISTER",
+        "INFO",
+        "UPDATE",
+        "PRACK",
+        "SUBSCRIBE",
+        "NOTIFY",
+        "REFER",
+        "MESSAGE",
+        "PUBLISH",
+    ]
+)
+"""Methods of RFC 3261 and its extensions: the others are answered 501 (RFC 3261 8.2.1)."""
 
 RESPONSE_COPIED_HEADERS = ("Via", "From", "To", "Call-ID", "CSeq")
 """Headers a response copies from its request (RFC 3261 section 8.2.6.2)."""
@@ -308,6 +329,8 @@ def _finish_request(
             raise SipParseError(error, status=status)
         _check_common(headers)
         if headers.cseq().method != method:
+            if method not in KNOWN_METHODS:  # RFC 4475 3.1.2.18 prefers 501 to 400
+                raise SipParseError("method not implemented", status=501)
             raise SipParseError("CSeq method does not match the request method")
         headers.max_forwards()
         if not headers.contact_is_wildcard():

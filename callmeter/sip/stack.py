@@ -24,6 +24,7 @@ from twisted.logger import Logger
 
 from callmeter import __version__
 from callmeter.sip.message import (
+    KNOWN_METHODS,
     SipMessage,
     SipParseError,
     SipRequest,
@@ -48,24 +49,6 @@ from callmeter.sip.uri import SipUri, format_host
 __all__ = ["ALLOW", "DialogUser", "InviteHandler", "SipStack", "Transport"]
 
 ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE"
-KNOWN_METHODS = frozenset(
-    [
-        "INVITE",
-        "ACK",
-        "CANCEL",
-        "BYE",
-        "OPTIONS",
-        "REGISTER",
-        "INFO",
-        "UPDATE",
-        "PRACK",
-        "SUBSCRIBE",
-        "NOTIFY",
-        "REFER",
-        "MESSAGE",
-        "PUBLISH",
-    ]
-)
 
 
 class Transport(Protocol):
