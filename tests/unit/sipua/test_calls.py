@@ -30,8 +30,10 @@ class Callee:
         user: str = "bob",
         answer_delay: float = 0.5,
         codecs: tuple[str, ...] = ("PCMU", "PCMA"),
+        ring: bool = True,
     ) -> None:
         self.calls: list[IncomingCall] = []
+        self.ring = ring
         self.stack = stack
         self.answer_delay = answer_delay
         self.codecs = codecs
@@ -46,6 +48,7 @@ class Callee:
             origin,
             user="bob",
             answer_delay=self.answer_delay,
+            ring=self.ring,
         )
         self.calls.append(call)
         call.start()
@@ -286,3 +289,190 @@ def test_a_200_crossing_our_cancel_is_acked_byed_and_reported_as_cancelled() -> 
     assert any(line.startswith("ACK") for line in lines)
     assert any(line.startswith("BYE") for line in lines)
     assert outcome(callee.calls[0].ended) in (CallEnd.REMOTE_BYE, CallEnd.CANCELLED)
+
+
+# -- issue 12 -------------------------------------------------------------------------------
+
+
+class Recording:
+    """A host that only records what reaches it (a proxy's address, for routing checks)."""
+
+    def __init__(self, network: MemoryNetwork, port: int) -> None:
+        self.messages: list[SipMessage] = []
+        network.stacks[port] = self  # type: ignore[assignment]
+
+    def on_message(self, message: SipMessage, origin: Origin) -> None:
+        self.messages.append(message)
+
+
+def raw_invite(from_addr: str = "<sip:alice@127.0.0.1>;tag=a1", **extra: str) -> SipRequest:
+    request = SipRequest("INVITE", parse_uri(f"sip:bob@127.0.0.1:{UAS_PORT}"))
+    for name, value in extra.items():
+        request.headers.add(name.replace("_", "-"), value)
+    request.headers.add("Max-Forwards", "70")
+    request.headers.add("From", from_addr)
+    request.headers.add("To", "<sip:bob@127.0.0.1>")
+    request.headers.add("Call-ID", "raw-1")
+    request.headers.add("CSeq", "1 INVITE")
+    request.headers.add("Contact", f"<sip:alice@127.0.0.1:{UAC_PORT}>")
+    request.headers.add("Content-Type", "application/sdp")
+    request.body = SdpOnlyMedia().local_offer()
+    return request
+
+
+def test_hanging_up_an_unanswered_incoming_call_rejects_it_at_once() -> None:
+    """Issue 12: the INVITE gets a final answer (480, 13.3.1.3) and ``ended`` fires now."""
+    clock, network, uac, callee = setup(answer_delay=30)
+    call = dial(uac)
+    clock.pump([0.01] * 10)
+    incoming = callee.calls[0]
+    ended = incoming.hangup()
+    assert outcome(ended) is CallEnd.REJECTED and incoming.times.final_code == 480
+    clock.pump([0.01] * 10)
+    failure = outcome(call.established)
+    assert failure.value.code == 480 and outcome(call.ended) is CallEnd.FAILED
+    clock.advance(60)
+    assert "SIP/2.0 200 OK" not in network.lines()  # never answered after all
+    assert incoming.times.answered is None
+
+
+def test_hanging_up_an_incoming_call_before_its_ring() -> None:
+    clock, network, uac, callee = setup(answer_delay=30, ring=False)
+    dial(uac)
+    clock.pump([0.01] * 10)
+    assert outcome(callee.calls[0].hangup()) is CallEnd.REJECTED
+    assert "SIP/2.0 480 Temporarily Unavailable" in network.lines()
+
+
+def test_record_route_is_copied_and_used_as_the_callee_route_set() -> None:
+    """12.1.1: the 180 and 200 copy the Record-Route in order; the callee's BYE goes to the
+    first route with Route headers in that order (12.2.1.1, loose routing 16.12)."""
+    clock, network, uac, callee = setup(answer_delay=0.1)
+    near, far = Recording(network, 5064), Recording(network, 5063)
+    routes = ["<sip:127.0.0.1:5064;lr>", "<sip:127.0.0.1:5063;lr>"]
+    invite = raw_invite()
+    for route in routes:
+        invite.headers.add("Record-Route", route)
+    got: list[SipResponse] = []
+    uac.send_request(invite, Target("udp", "127.0.0.1", UAS_PORT), got.append, lambda f: None)
+    clock.pump([0.01] * 30)
+    assert [r.status for r in got] == [180, 200]
+    for response in got:
+        assert response.headers.get_all("Record-Route") == routes
+    incoming = callee.calls[0]
+    assert incoming.dialog is not None
+    assert [str(r) for r in incoming.dialog.route_set] == routes
+    incoming.ack_received(invite)  # the caller's ACK (through the proxies) reached it
+    incoming.hangup()
+    clock.pump([0.01] * 5)
+    assert far.messages == []
+    (bye,) = near.messages
+    assert isinstance(bye, SipRequest) and bye.method == "BYE"
+    assert bye.headers.get_all("Route") == routes
+    assert str(bye.uri) == f"sip:alice@127.0.0.1:{UAC_PORT}"  # the remote target (loose)
+
+
+def test_the_caller_routes_its_ack_and_bye_by_the_record_route() -> None:
+    """12.1.2: the route set of the UAC is the 2xx's Record-Route reversed."""
+    clock = Clock()
+    network = MemoryNetwork(clock)
+    uac = network.attach(UAC_PORT)
+    uas = network.attach(UAS_PORT)
+    proxy = Recording(network, 5063)
+
+    def answer(request: SipRequest, tx: ServerInvite, origin: Origin) -> None:
+        ok = make_response(request, 200, to_tag="t1")
+        ok.headers.add("Record-Route", "<sip:127.0.0.1:5063;lr>")
+        ok.headers.add("Contact", f"<sip:bob@127.0.0.1:{UAS_PORT}>")
+        ok.headers.add("Content-Type", "application/sdp")
+        ok.body = SdpOnlyMedia().answer_offer(request.body)
+        tx.respond(ok)
+
+    uas.add_endpoint("bob", answer)
+    call = dial(uac)
+    clock.pump([0.01] * 10)
+    assert outcome(call.established) is call
+    call.hangup()
+    clock.pump([0.01] * 5)
+    methods = [m.method for m in proxy.messages if isinstance(m, SipRequest)]
+    assert methods == ["ACK", "BYE"]
+    assert proxy.messages[1].headers.get_all("Route") == ["<sip:127.0.0.1:5063;lr>"]
+
+
+def test_an_invite_without_from_tag_is_answered() -> None:
+    """RFC 2543 (RFC 3261 12.2.2 / 8.2.6.2): no From tag is a null tag, not a 400."""
+    clock, network, uac, callee = setup(answer_delay=0.1)
+    invite = raw_invite(from_addr="<sip:alice@127.0.0.1>")
+    got: list[SipResponse] = []
+    uac.send_request(invite, Target("udp", "127.0.0.1", UAS_PORT), got.append, lambda f: None)
+    clock.pump([0.01] * 30)
+    assert [r.status for r in got] == [180, 200]
+    incoming = callee.calls[0]
+    assert incoming.dialog is not None and incoming.dialog.remote_tag == ""
+    bye = incoming.dialog.create_request("BYE")
+    assert bye.headers.to_addr().tag is None
+    assert bye.headers.from_addr().tag == incoming.local_tag
+
+
+def test_setup_timeout_is_408_and_cancels() -> None:
+    clock, network, uac, callee = setup(answer_delay=30)
+    call = dial(uac, setup_timeout=5)
+    clock.pump([0.1] * 52)
+    failure = outcome(call.established)
+    assert failure.value.code == 408 and "setup_timeout_s" in failure.value.reason
+    assert outcome(call.ended) is CallEnd.FAILED and call.times.final_code == 408
+    clock.pump([0.01] * 10)
+    assert any(line.startswith("CANCEL") for line in network.lines())
+    assert outcome(callee.calls[0].ended) is CallEnd.CANCELLED
+    assert call.times.final_code == 408  # the 487 that follows does not reclassify it
+
+
+def test_setup_timeout_before_any_provisional_cancels_once_one_comes() -> None:
+    """9.1: the CANCEL waits for a provisional even after the call counted as 408."""
+    clock, network, uac, callee = setup(answer_delay=30, latency=1.0)
+    call = dial(uac, setup_timeout=0.5)
+    clock.pump([0.1] * 10)
+    assert outcome(call.established).value.code == 408
+    assert not any(line.startswith("CANCEL") for line in network.lines())
+    clock.pump([0.1] * 40)
+    assert any(line.startswith("CANCEL") for line in network.lines())
+    assert outcome(callee.calls[0].ended) is CallEnd.CANCELLED
+
+
+def test_transport_error_is_503() -> None:
+    clock = Clock()
+    network = MemoryNetwork(clock)
+    uac = network.attach(UAC_PORT)  # nobody at UAS_PORT: the transport reports an error
+    call = dial(uac)
+    clock.pump([0.01] * 5)
+    failure = outcome(call.established)
+    assert failure.value.code == 503 and outcome(call.ended) is CallEnd.FAILED
+
+
+def test_callee_hangup_before_the_ack_waits_for_it() -> None:
+    """15: the callee MUST NOT send a BYE before the ACK of its 2xx (or its timeout)."""
+    clock, network, uac, callee = setup(answer_delay=0, latency=0.1)
+    call = dial(uac)
+    clock.pump([0.05] * 5)  # the 200 went out at 0.1 s, the ACK arrives at 0.3 s
+    incoming = callee.calls[0]
+    assert incoming.times.answered is not None and incoming.times.confirmed is None
+    incoming.hangup()
+    assert not any(line.startswith("BYE") for line in network.lines())
+    clock.pump([0.05] * 10)
+    assert any(line.startswith("BYE") for line in network.lines())
+    assert outcome(incoming.ended) is CallEnd.LOCAL_BYE
+    assert outcome(call.ended) is CallEnd.REMOTE_BYE
+
+
+def test_hangup_of_a_call_never_started() -> None:
+    clock, network, uac, callee = setup()
+    call = OutgoingCall(
+        uac,
+        SdpOnlyMedia(),
+        user="alice",
+        from_uri="sip:alice@127.0.0.1",
+        to_uri=f"sip:bob@127.0.0.1:{UAS_PORT}",
+        target=Target("udp", "127.0.0.1", UAS_PORT),
+    )
+    assert outcome(call.hangup()) is CallEnd.CANCELLED
+    assert outcome(call.established).value.code == 487 and network.lines() == []
