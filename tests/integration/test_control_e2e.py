@@ -12,6 +12,7 @@ import json
 import os
 import socket
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -24,13 +25,17 @@ from twisted.internet.interfaces import IProtocolFactory, IStreamClientEndpoint
 from twisted.internet.protocol import Factory
 from twisted.internet.ssl import Certificate
 from twisted.internet.task import deferLater
+from twisted.internet.utils import getProcessOutputAndValue
 from twisted.trial.unittest import TestCase
 from twisted.web.client import Agent, BrowserLikePolicyForHTTPS, HTTPConnectionPool
 from twisted.web.http_headers import Headers
+from twisted.web.pages import notFound
+from twisted.web.server import Site
 from zope.interface import implementer
 
 from callmeter.config import load_config
 from callmeter.control.service import ControlService
+from callmeter.engine import Engine
 from callmeter.gateway.service import GatewayService
 from callmeter.status import WorkerState, WorkerStatus
 from tests.unit.controlclient.fakes import FakeEngine, sip_plan
@@ -177,7 +182,7 @@ class ControlEndToEnd(TestCase):
 
     def start_worker(
         self,
-        engine: FakeEngine,
+        engine: FakeEngine | Engine,
         *,
         url: str | None = None,
         env: dict[str, str] | None = None,
@@ -271,6 +276,51 @@ class ControlEndToEnd(TestCase):
         code, windows = yield self.api("GET", f"/runs/{run}/windows?after=0")
         self.assertEqual([w["seq"] for w in windows], [1, 2, 3, 4])
         self.assertIn("callers", windows[0]["groups"])
+
+    @defer.inlineCallbacks
+    def test_a_media_url_that_404s_is_rejected_as_callmeter_run_refuses_it(self) -> Any:
+        """The daemon's engine (the real one) prepares the assignment, fetching its media: a
+        404 is a rejection with the very line `callmeter run` prints before it exits 2."""
+        web = reactor.listenTCP(0, Site(notFound()), interface="127.0.0.1")
+        self.addCleanup(web.stopListening)
+        url = f"http://127.0.0.1:{web.getHost().port}/missing.wav"
+        plan = sip_plan(2, 2)
+        plan["groups"][1]["media"] = url
+        media_env = {"MEDIA_CACHE_DIR": str(self.dir / "media"), "SIP_IP": "127.0.0.1"}
+        gateway = yield self.start_gateway()
+        self.addCleanup(gateway.stopService)
+        config = load_config(media_env, require_token=False, cpu_count=1)
+        service, status = self.start_worker(Engine(config, reactor), env=media_env)
+
+        @defer.inlineCallbacks
+        def online() -> Any:
+            code, workers = yield self.api("GET", "/workers")
+            return workers and workers[0]["state"] == "ONLINE"
+
+        yield self.wait_for(online, "the worker ONLINE at the gateway")
+        code, reply = yield self.api("POST", "/runs", {"plan": plan, "worker": "lab-1"})
+        self.assertEqual(code, 201)
+
+        @defer.inlineCallbacks
+        def failed() -> Any:
+            info = yield self.run_state(reply["id"])
+            return info if info["state"] == "failed" else None
+
+        info = yield self.wait_for(failed, "the run rejected")
+        reason = f"media: {url}: HTTP 404 Not Found"
+        self.assertEqual(info["reason"], f"rejected: {reason}")
+        self.assertIs(status.state, WorkerState.ONLINE)
+
+        plan_file = self.dir / "plan.json"
+        plan_file.write_text(json.dumps(plan))
+        out, err, code = yield getProcessOutputAndValue(
+            sys.executable,
+            ["-m", "callmeter.cli", "run", str(plan_file), "--processes", "2", "--plain"],
+            env={**os.environ, **media_env, "SIP_PORT": "0"},
+            path=str(Path(__file__).parents[2]),
+        )
+        self.assertEqual(code, 2, err)
+        self.assertEqual(err.decode().strip().splitlines()[-1], f"callmeter: {reason}")
 
     @defer.inlineCallbacks
     def test_gateway_restart_mid_run_loses_no_window(self) -> Any:

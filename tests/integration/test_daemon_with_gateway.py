@@ -1,20 +1,26 @@
 """The whole product on loopback: `twistd -n callmeter-gateway` and `twistd -n callmeter` as
 real processes; a plan submitted to the gateway's API runs in the worker's engine (real SIP and
-RTP between the worker's own endpoints) and its report and windows come back through the API."""
+RTP between the worker's own endpoints, a media file the worker fetched once) and its report and
+windows come back through the API; a plan whose media URL 404s is rejected, naming the URL."""
 
 from __future__ import annotations
 
+import functools
+import http.server
 import json
 import os
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
+
+from tests.integration.test_cli_run import write_wav
 
 TWISTD = [sys.executable, "-c", "from twisted.scripts.twistd import run; run()"]
 ADMIN = "admin-token-5f1e"
@@ -55,6 +61,13 @@ def wait_for(predicate: Any, timeout: float) -> Any:
 
 
 def test_plan_through_gateway_runs_in_the_daemon(tmp_path: Path) -> None:
+    media = tmp_path / "media"
+    media.mkdir()
+    write_wav(media / "tone.wav")
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(media))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
     gateway_port, health_port = free_port(), free_port()
     (tmp_path / "workers").write_text(f"lab-1 {WORKER}\n")
     (tmp_path / "admin").write_text(ADMIN + "\n")
@@ -93,6 +106,7 @@ def test_plan_through_gateway_runs_in_the_daemon(tmp_path: Path) -> None:
             "HEALTH_PORT": str(health_port),
             "RTP_PORT_MIN": "32000",
             "RTP_PORT_MAX": "32999",
+            "MEDIA_CACHE_DIR": str(tmp_path / "cache"),
         },
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -122,6 +136,7 @@ def test_plan_through_gateway_runs_in_the_daemon(tmp_path: Path) -> None:
                     "role": "caller",
                     "count": 3,
                     "user": "out-{i}",
+                    "media": f"{base}/tone.wav",
                     "call": {"to": "callees", "duration_s": 3, "rate_per_s": 10},
                 },
             ],
@@ -130,11 +145,11 @@ def test_plan_through_gateway_runs_in_the_daemon(tmp_path: Path) -> None:
         assert code == 201, created
         run_id = created["id"]
 
-        def finished() -> Any:
-            state = api(gateway_port, "GET", f"/api/runs/{run_id}")[1]
+        def finished_state(run: str) -> Any:
+            state = api(gateway_port, "GET", f"/api/runs/{run}")[1]
             return state if state["state"] in ("finished", "failed") else None
 
-        state = wait_for(finished, timeout=60)
+        state = wait_for(lambda: finished_state(run_id), timeout=60)
         assert state["state"] == "finished", state
         report = state["report"]
         assert report["total"]["sip"]["calls"]["established"] == 3
@@ -143,7 +158,16 @@ def test_plan_through_gateway_runs_in_the_daemon(tmp_path: Path) -> None:
         assert [w["seq"] for w in windows] == list(range(1, len(windows) + 1))
         assert sum(w["total"]["sip"]["calls"]["attempted"] for w in windows) == 3
         assert "never-leaves" not in json.dumps(state) + json.dumps(windows)
+        assert list((tmp_path / "cache").rglob("*.json")), "the worker fetched the media file"
+
+        plan["groups"][1]["media"] = f"{base}/missing.wav"
+        code, created = api(gateway_port, "POST", "/api/runs", {"plan": plan, "worker": None})
+        assert code == 201, created
+        rejected = wait_for(lambda: finished_state(created["id"]), timeout=30)
+        assert rejected["state"] == "failed", rejected
+        assert rejected["reason"] == f"rejected: media: {base}/missing.wav: HTTP 404 Not Found"
     finally:
+        server.shutdown()
         for process in (worker, gateway):
             process.send_signal(signal.SIGTERM)
         for process in (worker, gateway):
