@@ -146,7 +146,7 @@ class _Child(LineReceiver):
         except CannotListenError as error:
             reason = getattr(error.socketError, "strerror", None) or str(error.socketError)
             self.fail(
-                f"cannot listen for SIP on {config.sip_ip}:{config.sip_port}: {reason} "
+                f"cannot listen for SIP on {config.sip_ip}:{error.port}: {reason} "
                 "(set SIP_PORT to a free port, or SIP_PORT=0 for any)",
                 config=True,
             )
