@@ -710,8 +710,8 @@ class IncomingCall(_Call):
     def reject(self, event: CallEvent) -> None:
         self._reject(event.code, event.reason)
 
-    def reject_busy(self, event: CallEvent) -> None:
-        """Hung up before the answer: the INVITE gets a final answer now (13.3.1.3)."""
+    def decline(self, event: CallEvent) -> None:
+        """Hung up before the answer: the INVITE gets its final answer now, 480 (13.3.1.3)."""
         self._reject(*HANGUP_BEFORE_ANSWER)
 
     def reject_terminated(self, event: CallEvent) -> None:

@@ -30,7 +30,7 @@ message, absorbed), or an explicit *error* (an input that cannot happen in that 
 misuse by our own code, raised as :class:`CallStateError`).  No pair is left out:
 :func:`missing_rows` is empty for both tables, and the tests check it.
 
-UAC (outgoing call; ``.`` is an explicit ignore, ``!`` an explicit error; outputs abridged)::
+UAC (outgoing call; ``.``: no output; ``CANCEL_*``: both cancel states; rows abridged)::
 
     state           input             next            outputs
     NULL            START             CALLING         send_invite, arm_setup_timer
@@ -40,45 +40,48 @@ UAC (outgoing call; ``.`` is an explicit ignore, ``!`` an explicit error; output
                                                                                        13.2.2.4
     CALLING/EARLY   FAILURE           DISCONNECTED    fail                             13.2.2.3
     CALLING/EARLY   CHALLENGE         CALLING         send_invite (with credentials)   22.2
-    CALLING/EARLY   TIMEOUT           DISCONNECTED    fail (408)                       8.1.3.1
-    CALLING/EARLY   TRANSPORT_ERROR   DISCONNECTED    fail (503)                       8.1.3.1
+    CALLING/EARLY   TIMEOUT           DISCONNECTED    fail_timeout (408)               8.1.3.1
+    CALLING/EARLY   TRANSPORT_ERROR   DISCONNECTED    fail_transport (503)             8.1.3.1
     CALLING         HANGUP            CANCEL_PENDING  .                                9.1
     EARLY           HANGUP            CANCELLING      send_cancel                      9.1
-    CALLING         SETUP_TIMEOUT     CANCEL_PENDING  fail (408)
-    EARLY           SETUP_TIMEOUT     CANCELLING      send_cancel, fail (408)
-    CANCEL_PENDING  PROVISIONAL       CANCELLING      send_cancel                      9.1
+    CALLING         SETUP_TIMEOUT     CANCEL_PENDING  fail_setup_timeout (408)
+    EARLY           SETUP_TIMEOUT     CANCELLING      send_cancel, fail_setup_timeout (408)
+    CANCEL_PENDING  PROVISIONAL       CANCELLING      note_provisional, send_cancel    9.1
     CANCEL_*        SUCCESS           DISCONNECTED    adopt_dialog, send_ack, send_bye,
                                                       fail_cancelled (487)             15
-    CANCEL_*        FAILURE/CHALLENGE DISCONNECTED    fail_cancelled (CANCELLED on 487)
-    CANCEL_*        SETUP_TIMEOUT     (stays)         fail (408)
+    CANCEL_*        FAILURE/CHALLENGE  DISCONNECTED   fail_cancelled (CANCELLED on 487)
+    CANCEL_*        SETUP_TIMEOUT     (stays)         fail_setup_timeout (408)
     CONFIRMED       SUCCESS           CONFIRMED       ack_again (a fork's 2xx: ACK, BYE) 13.2.2.4
-    CONFIRMED       ANSWER_REJECTED   DISCONNECTED    send_bye, fail (488)
+    CONFIRMED       ANSWER_REJECTED   DISCONNECTED    send_bye, fail_answer (488)
     CONFIRMED       BYE_RECEIVED      DISCONNECTED    answer_bye, end_remote_bye       15.1.2
     CONFIRMED       REINVITE          CONFIRMED       answer_reinvite                  14.2
     CONFIRMED       HANGUP            DISCONNECTED    send_bye, end_local_bye          15.1.1
     DISCONNECTED    SUCCESS           DISCONNECTED    ack_again                        13.2.2.4
-    (before CONFIRMED) BYE/REINVITE/REQUEST  refuse_481 (no dialog of ours yet)        12.2.2
+    CALLING/EARLY/CANCEL_*  BYE_RECEIVED/REINVITE/REQUEST  (stays)  refuse_481 (no dialog yet)
+                                                                                       12.2.2
 
 UAS (incoming call)::
 
     NULL            INVITE            INCOMING        accept_invite                    13.3.1
     NULL            BAD_INVITE        DISCONNECTED    reject, end_failed               13.3.1.3
-    NULL            HANGUP            DISCONNECTED    reject_busy, end_rejected        13.3.1.3
+    NULL            HANGUP            DISCONNECTED    decline, end_rejected            13.3.1.3
     INCOMING        RING              EARLY           send_ringing                     13.3.1.1
-    INCOMING/EARLY  ANSWER            CONNECTING      send_ok, start_media             13.3.1.4
+    INCOMING/EARLY  ANSWER            CONNECTING      send_ok (and the media starts)   13.3.1.4
     INCOMING/EARLY  CANCEL_RECEIVED   DISCONNECTED    reject_terminated, end_cancelled 9.2
     INCOMING/EARLY  BYE_RECEIVED      DISCONNECTED    answer_bye, reject_terminated,
                                                       end_remote_bye                   15.1.2
-    INCOMING/EARLY  HANGUP            DISCONNECTED    reject_busy, end_rejected        13.3.1.3
+    INCOMING/EARLY  HANGUP            DISCONNECTED    decline (480), end_rejected      13.3.1.3
     INCOMING/EARLY  REINVITE          (stays)         refuse_500 (Retry-After)         14.2
     CONNECTING      ACK_RECEIVED      CONFIRMED       confirm                          13.3.1.4
     CONNECTING      ACK_TIMEOUT       DISCONNECTED    send_bye, end_no_ack             13.3.1.4
     CONNECTING      HANGUP            BYE_PENDING     .                                15
     BYE_PENDING     ACK_RECEIVED      DISCONNECTED    confirm, send_bye, end_local_bye 15
     BYE_PENDING     ACK_TIMEOUT       DISCONNECTED    send_bye, end_no_ack             15
-    CONNECTING+     BYE_RECEIVED      DISCONNECTED    answer_bye, end_remote_bye       15.1.2
+    CONNECTING/BYE_PENDING/CONFIRMED  BYE_RECEIVED  DISCONNECTED  answer_bye, end_remote_bye
+                                                                                       15.1.2
     CONFIRMED       HANGUP            DISCONNECTED    send_bye, end_local_bye          15.1.1
-    DISCONNECTED    BYE/REINVITE/REQUEST  (stays)     refuse_481                       12.2.2
+    INCOMING+       TRANSPORT_ERROR   DISCONNECTED    end_transport (503)              8.1.3.1
+    DISCONNECTED    BYE_RECEIVED/REINVITE/REQUEST  (stays)  refuse_481                 12.2.2
 
 The full tables below are the reference; these abridged ones are for reading.  The machine is
 sans-IO: it holds the state and calls the outputs on the object given; outputs may feed
@@ -334,7 +337,7 @@ _UNANSWERED = {
     I.ACK_TIMEOUT: error("no 2xx sent: no ACK timer"),
     I.TIMEOUT: error("no final response sent: no Timer H"),
     I.TRANSPORT_ERROR: go(S.DISCONNECTED, "end_transport"),
-    I.HANGUP: go(S.DISCONNECTED, "reject_busy", "end_rejected"),
+    I.HANGUP: go(S.DISCONNECTED, "decline", "end_rejected"),
     **_UAS_NEVER,
 }
 
@@ -362,7 +365,7 @@ UAS_TABLE: Table = {
         {
             I.INVITE: go(S.INCOMING, "accept_invite"),
             I.BAD_INVITE: go(S.DISCONNECTED, "reject", "end_failed"),
-            I.HANGUP: go(S.DISCONNECTED, "reject_busy", "end_rejected"),
+            I.HANGUP: go(S.DISCONNECTED, "decline", "end_rejected"),
             **{
                 name: error("the INVITE is not taken yet")
                 for name in CallInput
