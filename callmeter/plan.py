@@ -140,6 +140,10 @@ class Plan:
     groups: tuple[Group, ...]
     passing: PassCriteria
     raw: Mapping[str, Any] = field(repr=False, compare=False, default_factory=dict)
+    #: The E-model's assumption for every audio stream we receive: the endpoint conceals
+    #: lost packets (G.113 Bpl with PLC, the default) or plays silence ("emodel": {"plc":
+    #: false}).
+    emodel_plc: bool = True
 
     @property
     def endpoints(self) -> int:
@@ -163,7 +167,18 @@ def parse_plan(data: Any, *, max_endpoints: int) -> Plan:
     if not isinstance(data, dict):
         raise PlanError(["plan: must be a JSON object"])
     check.unknown(
-        data, "", {"name", "duration_s", "ramp_up_s", "registrars", "groups", "pass", "description"}
+        data,
+        "",
+        {
+            "name",
+            "duration_s",
+            "ramp_up_s",
+            "registrars",
+            "groups",
+            "pass",
+            "description",
+            "emodel",
+        },
     )
     name = (
         check.string(
@@ -195,8 +210,11 @@ def parse_plan(data: Any, *, max_endpoints: int) -> Plan:
         if group.count > max_endpoints:
             check.problem(f"groups[{index}].count", f"must be 1..{max_endpoints}")
     passing = _pass(check, data.get("pass"))
+    emodel_plc = _emodel(check, data.get("emodel", {}))
     check.done()
-    return Plan(name, duration, ramp_up, registrars, tuple(groups), passing, raw=data)
+    return Plan(
+        name, duration, ramp_up, registrars, tuple(groups), passing, raw=data, emodel_plc=emodel_plc
+    )
 
 
 # -- sections ------------------------------------------------------------------------------
@@ -422,6 +440,15 @@ def _pass(check: _Checker, spec: Any) -> PassCriteria:
     if not media_required and "no_media_max" in limits:
         check.problem("pass.no_media_max", "contradicts media_required: false (give one)")
     return PassCriteria(limits, media_required)
+
+
+def _emodel(check: _Checker, spec: Any) -> bool:
+    """The E-model section: ``{"plc": true|false}``; returns the PLC assumption."""
+    if not isinstance(spec, dict):
+        check.problem("emodel", 'must be an object such as {"plc": false}')
+        return True
+    check.unknown(spec, "emodel", {"plc"})
+    return check.boolean(spec, "plc", "emodel.plc", True)
 
 
 def format_pattern_safe(pattern: str, index: int) -> str | None:

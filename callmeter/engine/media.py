@@ -118,6 +118,8 @@ def stream_results(media: CallMedia) -> list[StreamResult]:
                 other_payload_received=snap.other_payload_received,
                 other_ssrc_packets=snap.other_ssrc_packets,
                 rtcp_received=snap.rtcp_received,
+                codec=snap.codec,
+                emodel=snap.emodel,
             )
         )
     return results
@@ -174,6 +176,7 @@ def media_factory(
                 audio_codecs=tuple(group.codecs),
                 video_codecs=tuple(group.video),
                 mux=mux,
+                plc=plan.emodel_plc,
             )
         )
 

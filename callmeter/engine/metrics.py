@@ -14,7 +14,8 @@ new one; ``report()`` the figures of the whole run.  Both have the report's shap
              "received": {"packets", "bytes", "events", "cn", "other_payload", "other_ssrc"},
              "lost": {"packets"}, "loss_pct",
              "jitter_ms": {"mean", "p95", "max"}, "rtt_ms": {...}, "mos": {"mean", "min"},
-             "streams", "no_media", "one_way", "stopped", "without_media", "no_media_hint"}}
+             "streams", "no_media", "one_way", "stopped", "without_media", "no_media_hint",
+             "emodel": {CODEC: {"ie", "bpl", "plc", "source", "provisional"}}}}
 
 ``streams`` counts the streams that should have received media (sendrecv, recvonly) and
 ``no_media``/``one_way``/``stopped`` those of them that got none or stopped getting it
@@ -22,7 +23,9 @@ new one; ``report()`` the figures of the whole run.  Both have the report's shap
 ``no_media_hint`` names the likely cause (None when every stream got its media). In the run's
 figures each stream counts once, with its final state; in a window, each stream sampled in
 it (and each that ended unsampled), with its state then. Loss, jitter and MOS are None when
-no media packet arrived: missing media is never perfect.
+no media packet arrived: missing media is never perfect. ``emodel`` names, per codec, the
+G.113 Ie and Bpl the MOS was computed with and whether they assume packet-loss concealment
+(a plan's ``emodel.plc``).
 
 Percentiles of the total (and of merged processes) are computed from merged histograms, never
 by averaging percentiles.
@@ -70,6 +73,10 @@ class StreamResult:
     other_payload_received: int = 0  # a payload type not negotiated
     other_ssrc_packets: int = 0  # from another SSRC than the main media one (any type)
     rtcp_received: int = 0  # the peer's RTCP packets (tells a closed path from a silent peer)
+    codec: str = ""  # the negotiated codec
+    #: The E-model's codec values behind ``mos``: {"ie", "bpl", "plc", "source",
+    #: "provisional"} (callmeter.quality.emodel.CodecImpairment.as_dict); None: no E-model.
+    emodel: dict[str, Any] | None = None
 
     @property
     def without_media(self) -> bool:
@@ -119,6 +126,8 @@ class MetricSet:
     #: RTCP did arrive (the path is open: the peer sends no media).
     media_states: Counter[str] = field(default_factory=Counter)
     no_rtp_with_rtcp: int = 0
+    #: Codec -> the E-model values its streams' MOS used (ie, bpl, plc, source, provisional).
+    emodel: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def merge(self, other: MetricSet) -> None:
         for name in (
@@ -142,6 +151,7 @@ class MetricSet:
         ):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.media_states.update(other.media_states)
+        self.emodel.update(other.emodel)
         self.failed_by_code.update(other.failed_by_code)
         self.register_failed_by_code.update(other.register_failed_by_code)
         self.call_causes.update(other.call_causes)
@@ -155,6 +165,8 @@ class MetricSet:
             self.media_states[stream.media_state] += 1
             if stream.media_state in ("no_media", "one_way") and stream.rtcp_received:
                 self.no_rtp_with_rtcp += 1
+        if stream.emodel is not None and stream.codec:
+            self.emodel[stream.codec] = stream.emodel
         self.events_received += stream.events_received
         self.cn_received += stream.cn_received
         self.other_payload_received += stream.other_payload_received
@@ -275,6 +287,7 @@ class MetricSet:
                 "stopped": self.media_states["stopped"],
                 "without_media": self.without_media,
                 "no_media_hint": self.no_media_hint(),
+                "emodel": dict(sorted(self.emodel.items())),
             },
         }
 
@@ -393,6 +406,8 @@ def _minus(current: StreamResult, counted: StreamResult | None) -> StreamResult:
         other_payload_received=current.other_payload_received - counted.other_payload_received,
         other_ssrc_packets=current.other_ssrc_packets - counted.other_ssrc_packets,
         rtcp_received=current.rtcp_received,
+        codec=current.codec,
+        emodel=current.emodel,
     )
 
 

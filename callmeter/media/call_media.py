@@ -90,6 +90,9 @@ class MediaFactory:
     rtcp_interval: float = DEFAULT_RTCP_INTERVAL
     rng: random.Random = field(default_factory=lambda: random.Random(secrets.randbits(64)))
     mux: UdpMux | None = None
+    #: The E-model's assumption for what we receive: the receiver conceals lost packets
+    #: (G.113 Bpl with PLC) or plays silence (a plan's ``emodel.plc``).
+    plc: bool = True
 
     def __post_init__(self) -> None:
         if self.mux is None:
@@ -231,6 +234,7 @@ class CallMedia:
                 clock_rate=CODECS[names[0].lower()].clock_rate,
                 rtcp_interval=f.rtcp_interval,
                 rng=random.Random(f.rng.getrandbits(64)),
+                plc=f.plc,
             )
             try:
                 stream.open(f.allocator, f.sip_ip)

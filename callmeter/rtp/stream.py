@@ -241,6 +241,14 @@ def one_way_delay_ms(rtt_ms: float | None, jitter_ms: float, ptime_ms: float) ->
     return (rtt_ms or 0.0) / 2.0 + ptime_ms + max(2.0 * jitter_ms, ptime_ms)
 
 
+def _emodel_values(codec: str, plc: bool) -> emodel.CodecImpairment | None:
+    """The codec's G.113 Ie and Bpl (with or without concealment); None: none known."""
+    try:
+        return emodel.codec_impairment(codec, plc)
+    except ValueError:
+        return None
+
+
 @dataclass(frozen=True, slots=True)
 class StreamSnapshot:
     """Cumulative per-stream figures (SPEC "Metrics"); ``as_dict`` for JSON.
@@ -258,7 +266,10 @@ class StreamSnapshot:
     (counted too) that came from another address than the SDP's (RFC 4961: a NAT or an SBC
     that does not send from where it receives). ``rtt_*`` from RTCP LSR/DLSR (6.4.1), None
     before the first sample. ``delay_ms`` is :func:`one_way_delay_ms`;
-    ``r_factor``/``mos`` the E-model of what we received (audio only). ``media_state`` is
+    ``r_factor``/``mos`` the E-model of what we received (audio only), ``emodel`` the
+    codec's Ie and Bpl it uses and whether they assume concealment
+    (:meth:`~callmeter.quality.emodel.CodecImpairment.as_dict`; None for video or a codec
+    the E-model has no values for). ``media_state`` is
     one of :data:`MEDIA_STATES`; ``stopped_at_s`` (state "stopped") is when the last packet
     arrived, in seconds from the stream's start.
     """
@@ -298,6 +309,7 @@ class StreamSnapshot:
     cn_received: int = 0
     other_payload_received: int = 0
     other_ssrc_packets: int = 0
+    emodel: dict[str, Any] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """A JSON-safe dict of the fields."""
@@ -463,6 +475,7 @@ class RtpStream(SendState):
         "negotiated",
         "pacer",
         "pair",
+        "plc",
         "reactor",
         "receiver",
         "remote_cnames",
@@ -487,11 +500,13 @@ class RtpStream(SendState):
         cname: str | None = None,
         rtcp_interval: float = DEFAULT_RTCP_INTERVAL,
         rng: random.Random | None = None,
+        plc: bool = True,
     ) -> None:
         self.reactor = reactor
         self.pacer = pacer
         self.mux = mux
         self.kind = kind
+        self.plc = plc  # the E-model's assumption: the receiver conceals lost packets
         rng = rng or random.Random(secrets.randbits(64))
         self._rng = rng
         self.ssrc = rng.getrandbits(32)
@@ -932,17 +947,16 @@ class RtpStream(SendState):
         codec = neg.codec if neg is not None else ""
         ptime = float(neg.ptime) if neg is not None and neg.ptime else 20.0
         delay = r_factor = mos = None
-        if self.kind == "audio" and expected > 0 and loss_pct is not None:
+        values = _emodel_values(codec, self.plc) if self.kind == "audio" and codec else None
+        if values is not None and expected > 0 and loss_pct is not None:
             assert jitter_ms is not None
             delay = one_way_delay_ms(
                 rtt_mean * 1000.0 if rtt_mean is not None else None, jitter_ms, ptime
             )
-            try:
-                rating = emodel.rate(codec, loss_pct, delay)
-            except ValueError:
-                pass  # no E-model values for this codec
-            else:
-                r_factor, mos = rating.r, rating.mos
+            rating = emodel.transmission_rating(
+                delay_ms=delay, ie=values.ie, bpl=values.bpl, ppl=min(loss_pct, 100.0)
+            )
+            r_factor, mos = rating.r, rating.mos
         return StreamSnapshot(
             kind=self.kind,
             codec=codec,
@@ -979,6 +993,7 @@ class RtpStream(SendState):
             cn_received=by_kind["cn"],
             other_payload_received=by_kind["other"],
             other_ssrc_packets=other_ssrc,
+            emodel=values.as_dict() if values is not None else None,
         )
 
     def _media_state(self, last: float | None) -> tuple[str, float | None]:

@@ -168,3 +168,23 @@ def test_all_media_present_has_no_hint() -> None:
     metrics.stream_final(stream(100), None)
     rtp = metrics.run_set.as_report()["rtp"]
     assert rtp["streams"] == 1 and rtp["without_media"] == 0 and rtp["no_media_hint"] is None
+
+
+def test_the_report_names_the_emodel_values_per_codec_across_processes() -> None:
+    pcmu = {
+        "ie": 0.0,
+        "bpl": 4.3,
+        "plc": False,
+        "source": "G.711 without PLC",
+        "provisional": False,
+    }
+    g722 = {"ie": 0.0, "bpl": 4.3, "plc": False, "source": "as G.711", "provisional": True}
+    one, two = GroupMetrics(), GroupMetrics()
+    one.stream_final(media_stream("ok", 100, codec="PCMU", emodel=pcmu), None)
+    two.stream_final(media_stream("ok", 100, codec="G722", emodel=g722), None)
+    two.stream_final(media_stream("ok", 100, codec="VP8"), None)  # video: no E-model
+    wire = [MetricSet.from_wire(m.run_set.to_wire()) for m in (one, two)]
+    assert merge_sets(wire).as_report()["rtp"]["emodel"] == {"G722": g722, "PCMU": pcmu}
+    progress = GroupMetrics()
+    progress.stream_progress(media_stream("ok", 10, codec="PCMU", emodel=pcmu), None)
+    assert progress.take_window().as_report()["rtp"]["emodel"] == {"PCMU": pcmu}

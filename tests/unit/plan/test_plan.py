@@ -195,3 +195,26 @@ def test_problems_never_quote_a_password() -> None:
     for secret in ("s3cr{et}", "s3cr{i:zz}", "s3cr{", "s3cr}x{i!r}"):
         found = problems(with_change(["groups", 1, "password"], secret))
         assert found and all("s3cr" not in p and "et}" not in p for p in found), found
+
+
+def test_emodel_plc_assumption() -> None:
+    assert parse_plan(SPEC_EXAMPLE, max_endpoints=1000).emodel_plc is True
+    plan = parse_plan({**SPEC_EXAMPLE, "emodel": {"plc": False}}, max_endpoints=1000)
+    assert plan.emodel_plc is False
+    assert problems({**SPEC_EXAMPLE, "emodel": {"plc": "no"}}) == [
+        "emodel.plc: must be true or false"
+    ]
+    assert problems({**SPEC_EXAMPLE, "emodel": {"bpl": 3}})[0].startswith(
+        "emodel.bpl: unknown field"
+    )
+    assert problems({**SPEC_EXAMPLE, "emodel": True}) == [
+        'emodel: must be an object such as {"plc": false}'
+    ]
+
+
+def test_media_criteria_parse() -> None:
+    passing = {"no_media_max": 2, "media_required": True}
+    plan = parse_plan({**SPEC_EXAMPLE, "pass": passing}, max_endpoints=1000)
+    assert plan.passing.limits == {"no_media_max": 2.0} and plan.passing.media_required
+    relaxed = parse_plan({**SPEC_EXAMPLE, "pass": {"media_required": False}}, max_endpoints=1000)
+    assert relaxed.passing.default and not relaxed.passing.media_required

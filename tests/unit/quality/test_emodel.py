@@ -124,6 +124,61 @@ def test_codec_table_and_lookup() -> None:
         codec_impairment("AMR")
 
 
+def test_three_percent_random_loss_with_and_without_concealment() -> None:
+    """The assumption the report names (issue 12, item 6): G.711 at 3 % random loss, Ta 0.
+
+    G.107 clause 7.5, Ie,eff = Ie + (95 - Ie) Ppl / (Ppl / BurstR + Bpl), BurstR 1, and the
+    default R without impairment 93.20620 (Ro 94.76882 - Is 1.41357 - Id 0.14905, above):
+      with PLC (G.113: Bpl 25.1): Ie,eff = 95 * 3 / 28.1 = 10.14235, R = 83.06385,
+        MOS = 1 + 0.035 R + R (R - 60) (100 - R) 7e-6 = 1 + 2.90723 + 0.22712 = 4.1344
+      without (Bpl 4.3): Ie,eff = 95 * 3 / 7.3 = 39.04110, R = 54.16510,
+        MOS = 1 + 1.89578 - 0.10140 = 2.7944
+    """
+    concealed = rate("PCMU", 3.0, 0.0)
+    assert concealed.ie_eff == pytest.approx(10.14235, abs=1e-4)
+    assert concealed.r == pytest.approx(83.06385, abs=1e-3)
+    assert concealed.mos == pytest.approx(4.1344, abs=1e-3)
+    silent = rate("PCMU", 3.0, 0.0, plc=False)
+    assert silent.ie_eff == pytest.approx(39.04110, abs=1e-4)
+    assert silent.r == pytest.approx(54.16510, abs=1e-3)
+    assert silent.mos == pytest.approx(2.7944, abs=1e-3)
+
+
+def test_g729_two_percent_loss_at_150_ms() -> None:
+    """G.113 App. I, G.729A + VAD: Ie 11, Bpl 19.0; Ta 150 ms (Id 3.81612, Is 1.41357 as in
+    test_one_way_delay_150_ms, so R before Ie,eff = 89.53913).
+
+    Ie,eff = 11 + (95 - 11) * 2 / (2 + 19) = 11 + 168 / 21 = 19.0; R = 70.53913;
+    MOS = 1 + 0.035 * 70.53913 + 70.53913 * 10.53913 * 29.46087 * 7e-6
+        = 1 + 2.46887 + 0.15331 = 3.6222.
+    Its concealment is the codec's own: the same without PLC.
+    """
+    rating = rate("G729", 2.0, 150.0)
+    assert rating.ie_eff == pytest.approx(19.0, abs=1e-9)
+    assert rating.r == pytest.approx(70.53913, abs=1e-3)
+    assert rating.mos == pytest.approx(3.6222, abs=1e-3)
+    assert rate("G.729", 2.0, 150.0, plc=False) == rating
+
+
+def test_the_values_used_are_named_with_their_assumption() -> None:
+    assert codec_impairment("PCMA", plc=False) is CODECS["G711-NOPLC"]
+    assert codec_impairment("PCMU").as_dict() == {
+        "ie": 0.0,
+        "bpl": 25.1,
+        "plc": True,
+        "source": "G.113 App. I: G.711 with App. I PLC",
+        "provisional": False,
+    }
+    no_plc = codec_impairment("PCMU", plc=False).as_dict()
+    assert (no_plc["ie"], no_plc["bpl"], no_plc["plc"]) == (0.0, 4.3, False)
+    for codec in ("G722", "opus"):
+        values = codec_impairment(codec, plc=False)
+        assert (values.bpl, values.plc, values.provisional) == (4.3, False, True)
+    g729 = codec_impairment("G729", plc=False)
+    assert (g729.ie, g729.bpl, g729.plc) == (11.0, 19.0, True)
+    assert codec_impairment("G711-NOPLC", plc=True).bpl == 4.3  # an explicit key wins
+
+
 def test_invalid_inputs() -> None:
     with pytest.raises(ValueError):
         effective_equipment_impairment(0.0, 4.3, 101.0)

@@ -11,6 +11,7 @@ import socket
 from collections.abc import Iterator
 
 import pytest
+from twisted.internet.task import Clock
 
 from callmeter.media.prepared import default_audio
 from callmeter.rtp.packet import build_packet
@@ -19,7 +20,7 @@ from callmeter.rtp.stats import MEDIA_TIMEOUT_S
 from callmeter.rtp.stream import RtpStream
 from callmeter.sip.sdp import Direction
 
-from .test_stream import PEER, advance, make, negotiated
+from .test_stream import PEER, FakeMux, advance, make, negotiated
 
 AUDIO, EVENT = 0x1111, 0x2222
 
@@ -202,3 +203,47 @@ def test_the_c_reader_keeps_statistics_per_ssrc_and_payload_type(
     assert snap.other_ssrc_packets == sent
     assert snap.expected == 60 and snap.lost == 0 and snap.loss_pct == 0.0
     assert snap.packets_received == 60 + sent
+
+
+def test_the_plc_assumption_reaches_the_stream_and_its_mos() -> None:
+    """Issue 12, item 6: 3 % random loss; the E-model values used are in the snapshot."""
+    results = {}
+    for plc in (True, False):
+        clock, pacer, stream, _, _ = make()
+        stream.plc = plc
+        audio(stream, [seq for seq in range(100) if seq % 33 != 5])  # 3 of 100 lost
+        snap = stream.snapshot()
+        assert snap.loss_pct == pytest.approx(3.0)
+        assert snap.emodel is not None and snap.emodel["plc"] is plc
+        results[plc] = (snap.emodel["bpl"], snap.mos)
+    # Ta = 40 ms (no RTT yet, ptime 20 + jitter buffer 20): MOS 4.09 and 2.73.
+    assert results[True][0] == 25.1 and results[True][1] == pytest.approx(4.092, abs=1e-3)
+    assert results[False][0] == 4.3 and results[False][1] == pytest.approx(2.731, abs=1e-3)
+
+
+def test_the_media_factory_passes_the_plan_s_plc_to_every_stream() -> None:
+    from callmeter.media.call_media import MediaFactory
+    from callmeter.rtp.pacer import Pacer
+    from callmeter.rtp.ports import RtpPortAllocator
+
+    class Mux(FakeMux):
+        def drain(self) -> None: ...
+
+    clock = Clock()
+    factory = MediaFactory(
+        reactor=clock,  # type: ignore[arg-type]
+        pacer=Pacer(clock),
+        allocator=RtpPortAllocator(42000, 42099),
+        sip_ip="127.0.0.1",
+        sdp_ip="127.0.0.1",
+        prepared={"PCMU": default_audio("PCMU", 0.2)},
+        audio_codecs=("PCMU",),
+        mux=Mux(),  # type: ignore[arg-type]
+        plc=False,
+    )
+    media = factory.create()
+    media.local_offer()
+    try:
+        assert [stream.plc for stream in media.streams.values()] == [False]
+    finally:
+        media.stop()
