@@ -22,29 +22,32 @@ the REGISTER in flight: ``SUCCESS`` (2xx), ``CHALLENGE`` (a 401/407 we can answe
 
 ::
 
-    state               input             next                outputs
-    IDLE                START             REGISTERING         send_register
-    IDLE                STOP              STOPPED             stopped
-    REGISTERING         SUCCESS           REGISTERED          note_registered, arm_refresh
-    REGISTERING         CHALLENGE/423     REGISTERING         resend_register
-    REGISTERING         FAILURE/TIMEOUT/  FAILED              fail_first
-                        TRANSPORT_ERROR
-    REGISTERING         STOP              STOP_AFTER_FIRST    fail_first_stopped
-    REGISTERED/LAPSED   REFRESH_DUE       REFRESHING          send_register
-    REGISTERED/LAPSED   STOP              UNREGISTERING       cancel_refresh, send_unregister
-    REFRESHING          SUCCESS           REGISTERED          refreshed, arm_refresh
-    REFRESHING          CHALLENGE/423     REFRESHING          resend_register
-    REFRESHING          FAILURE/TIMEOUT/  LAPSED              refresh_failed, arm_retry
-                        TRANSPORT_ERROR
-    REFRESHING          STOP              STOP_AFTER_REFRESH  .
-    STOP_AFTER_FIRST    SUCCESS           UNREGISTERING       send_unregister
-    STOP_AFTER_FIRST    anything else     STOPPED             stopped
-    STOP_AFTER_REFRESH  a response        UNREGISTERING       send_unregister
-    STOP_AFTER_REFRESH  TIMEOUT/TRANSPORT STOPPED             stopped
-    UNREGISTERING       SUCCESS/FAILURE/  STOPPED             stopped
-                        TIMEOUT/TRANSPORT
-    UNREGISTERING       CHALLENGE         UNREGISTERING       resend_unregister
-    FAILED              STOP              STOPPED             stopped
+    state               input                            next                outputs
+    IDLE                START                            REGISTERING         send_register
+    IDLE                STOP                             STOPPED             stopped
+    REGISTERING         SUCCESS                          REGISTERED          note_registered,
+                                                                             arm_refresh
+    REGISTERING         CHALLENGE/TOO_BRIEF              (stays)             resend_register
+    REGISTERING         FAILURE/TIMEOUT/TRANSPORT_ERROR  FAILED              fail_first
+    REGISTERING         STOP                             STOP_AFTER_FIRST    fail_first_stopped
+    REGISTERED/LAPSED   REFRESH_DUE                      REFRESHING          send_register
+    REGISTERED/LAPSED   STOP                             UNREGISTERING       cancel_refresh,
+                                                                             send_unregister
+    REFRESHING          SUCCESS                          REGISTERED          refreshed, arm_refresh
+    REFRESHING          CHALLENGE/TOO_BRIEF              (stays)             resend_register
+    REFRESHING          FAILURE/TIMEOUT/TRANSPORT_ERROR  LAPSED              refresh_failed,
+                                                                             arm_retry
+    REFRESHING          STOP                             STOP_AFTER_REFRESH  .
+    STOP_AFTER_FIRST    SUCCESS                          UNREGISTERING       send_unregister
+    STOP_AFTER_FIRST    CHALLENGE/TOO_BRIEF/FAILURE      STOPPED             stopped
+    STOP_AFTER_FIRST    TIMEOUT/TRANSPORT_ERROR          STOPPED             stopped
+    STOP_AFTER_REFRESH  SUCCESS/CHALLENGE/TOO_BRIEF      UNREGISTERING       send_unregister
+    STOP_AFTER_REFRESH  FAILURE                          UNREGISTERING       send_unregister
+    STOP_AFTER_REFRESH  TIMEOUT/TRANSPORT_ERROR          STOPPED             stopped
+    UNREGISTERING       SUCCESS/FAILURE/TOO_BRIEF        STOPPED             stopped
+    UNREGISTERING       TIMEOUT/TRANSPORT_ERROR          STOPPED             stopped
+    UNREGISTERING       CHALLENGE                        (stays)             resend_unregister
+    FAILED              STOP                             STOPPED             stopped
 
 Every other pair is an explicit ignore (a late response, a second stop()) or error (START
 twice, a response with nothing out); :func:`missing_rows` is empty, and the tests check it.

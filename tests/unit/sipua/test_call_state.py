@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import pytest
@@ -21,6 +20,8 @@ from callmeter.sip.call_state import (
     missing_rows,
     outputs_of,
 )
+
+from .doc_tables import doc_rows
 
 I, S = CallInput, CallState  # noqa: E741
 
@@ -265,43 +266,12 @@ def test_transitions_are_reported_in_order() -> None:
     ]
 
 
-def doc_rows(doc: str) -> list[tuple[list[str], list[str], str, list[str]]]:
-    """The rows of the abridged tables of the module docstring that name states plainly:
-    (states, inputs, next state, outputs).  ``A/B`` is several, ``CANCEL_*`` both cancel
-    states, ``(stays)`` the same state, ``.`` no output; a comment in parentheses is dropped."""
-    rows = []
-    lines = doc.splitlines()
-    for index, line in enumerate(lines):
-        columns = re.split(r"\s{2,}", line.strip())
-        if len(columns) < 4 or not line.startswith("    ") or line.startswith("     "):
-            continue
-        state, name, target, outputs = columns[0], columns[1], columns[2], "  ".join(columns[3:])
-        while outputs.rstrip().endswith(",") and index + 1 < len(lines):
-            index += 1
-            outputs += " " + lines[index].strip()
-        outputs = re.sub(r"\([^)]*\)", "", outputs)
-        outputs = re.sub(r"\s+\d+(\.\d+)*\s*$", "", outputs).strip()
-        states = [
-            member.name
-            for part in state.split("/")
-            for member in CallState
-            if member.name == part
-            or (part.endswith("*") and member.name.startswith(part[:-1].rstrip("_")))
-        ]
-        inputs = [part for part in name.split("/") if part in CallInput.__members__]
-        if not states or not inputs or "+" in state:
-            continue
-        names = [] if outputs == "." else [o.strip() for o in outputs.split(",") if o.strip()]
-        rows.append((states, inputs, target, names))
-    return rows
-
-
 @pytest.mark.parametrize(("marker", "table"), [("UAC (", UAC_TABLE), ("UAS (", UAS_TABLE)])
 def test_the_docstring_tables_say_what_the_tables_do(marker: str, table: Table) -> None:
     doc = call_state.__doc__ or ""
     start = doc.index(marker)
     end = doc.index("UAS (") if marker == "UAC (" else doc.index("The full tables")
-    rows = doc_rows(doc[start:end])
+    rows = doc_rows(doc[start:end], CallState, CallInput)
     assert len(rows) >= 17
     for states, inputs, target, outputs in rows:
         for state in states:

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from callmeter.sip import registration_state
 from callmeter.sip.registration import Registration
 from callmeter.sip.registration_state import (
     REGISTRATION_TABLE,
@@ -16,6 +17,8 @@ from callmeter.sip.registration_state import (
     missing_rows,
 )
 from callmeter.sip.state_table import StateError, outputs_of
+
+from .doc_tables import doc_rows
 
 I, S = RegistrationInput, RegistrationState  # noqa: E741
 
@@ -117,3 +120,15 @@ def test_misuse_is_an_error() -> None:
     machine.feed(I.START)
     with pytest.raises(StateError):
         machine.feed(I.START)
+
+
+def test_the_docstring_table_says_what_the_table_does() -> None:
+    rows = doc_rows(registration_state.__doc__ or "", RegistrationState, RegistrationInput)
+    assert len(rows) == 22
+    for states, inputs, target, outputs in rows:
+        for state in states:
+            for name in inputs:
+                row = REGISTRATION_TABLE[(S[state], I[name])]
+                moved = (row.to or S[state]).name
+                assert target in (moved, "(stays)"), (state, name, target, moved)
+                assert list(row.outputs) == outputs, (state, name)
