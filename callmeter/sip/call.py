@@ -40,7 +40,7 @@ from callmeter.sip.message import (
     new_call_id,
     new_tag,
 )
-from callmeter.sip.stack import SipStack
+from callmeter.sip.stack import ALLOW, SipStack
 from callmeter.sip.transaction import ClientTransaction, Failure, ServerInvite, ServerTransaction
 from callmeter.sip.transport import Origin, Target
 from callmeter.sip.uri import NameAddr, parse_uri
@@ -58,7 +58,6 @@ __all__ = [
 
 SDP = "application/sdp"
 MAX_AUTH_ROUNDS = 3
-ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE"
 #: 13.3.1.3: what an incoming call we hang up before answering gets (the endpoint is going
 #: away, e.g. the run ends: "temporarily unavailable", not "busy").
 HANGUP_BEFORE_ANSWER = (480, "Temporarily Unavailable")
