@@ -253,7 +253,7 @@ class Registration:
         self._fail_first(*self._failure(event))
 
     def fail_first_stopped(self, event: RegisterEvent) -> None:
-        """stop() before the registrar answered: unanswered, a 408 (8.1.3.1)."""
+        """stop() before the registrar answered (or before start()): unanswered, a 408."""
         self._fail_first(408, "stopped before the registrar answered")
 
     def cancel_refresh(self, event: RegisterEvent) -> None:

@@ -48,6 +48,7 @@ the REGISTER in flight: ``SUCCESS`` (2xx), ``CHALLENGE`` (a 401/407 we can answe
     UNREGISTERING       TIMEOUT/TRANSPORT_ERROR          STOPPED             stopped
     UNREGISTERING       CHALLENGE                        (stays)             resend_unregister
     FAILED              STOP                             STOPPED             stopped
+    STOPPED             START                            (stays)             fail_first_stopped
 
 Every other pair is an explicit ignore (a late response, a second stop()) or error (START
 twice, a response with nothing out); :func:`missing_rows` is empty, and the tests check it.
@@ -213,7 +214,7 @@ REGISTRATION_TABLE: Table = {
     **_rows(
         R.STOPPED,
         {
-            In.START: error("a registration starts once"),
+            In.START: stay("fail_first_stopped"),  # stopped before it started
             In.STOP: ignore("stopped already"),
             In.REFRESH_DUE: ignore("stopped: the timer came late"),
             **dict.fromkeys(_OUTCOMES, _LATE),

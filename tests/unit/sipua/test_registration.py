@@ -208,6 +208,7 @@ def test_stop_before_start_and_twice() -> None:
     registration = register(stack)
     assert result(registration.stop()) is None
     assert result(registration.stop()) is None
+    assert result(registration.start()).value.code == 408  # stopped first: fails at once
     assert registrar.requests == []
 
 
