@@ -27,6 +27,7 @@ stop`` signals every process of the unit) stops cleanly and still reports, like 
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import signal
@@ -46,7 +47,12 @@ from callmeter.limits import raise_open_files_limit
 from callmeter.logs import make_observer
 from callmeter.plan import PlanError, parse_plan
 
-__all__ = ["main"]
+__all__ = ["ORPHAN_DEADLINE_S", "main"]
+
+#: Seconds a worker told to stop (SIGTERM, or its coordinator gone) may take before it exits
+#: anyway, whatever the clean stop still waits for.
+ORPHAN_DEADLINE_S = 15.0
+PR_SET_PDEATHSIG = 1
 
 
 class _Child(LineReceiver):
@@ -203,9 +209,11 @@ class _Child(LineReceiver):
 
     def connectionLost(self, reason: Any = None) -> None:
         if not self.completed and self.run is not None:
-            # The coordinator went away: stop cleanly (BYE, un-REGISTER), then exit.
+            # The coordinator went away: stop cleanly (BYE, un-REGISTER), then exit; an
+            # orphan never outlives ORPHAN_DEADLINE_S, whatever the clean stop waits for.
             self.completed = True
             self.run.cancel().addBoth(lambda _: self._exit())
+            self.reactor.callLater(ORPHAN_DEADLINE_S, self._exit)
             return
         self._exit()
 
@@ -213,11 +221,31 @@ class _Child(LineReceiver):
         if not self.finished.called:
             self.finished.callback(None)
 
+    def exit_now(self) -> None:
+        """The deadline of a stop: report what ran if we still can, then exit."""
+        if self.run is not None and not self.completed:
+            self.abort()
+        self._exit()
+
+
+def _die_with_parent() -> None:
+    """SIGTERM (a clean stop: BYE, un-REGISTER) when the coordinator dies, even by SIGKILL
+    (Linux prctl PR_SET_PDEATHSIG); a closed stdin alone left orphans running for ever."""
+    parent = os.getppid()
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    except (OSError, AttributeError):
+        return  # not Linux: the closed stdin still stops us
+    if os.getppid() != parent:  # it died before prctl took effect
+        os.kill(os.getpid(), signal.SIGTERM)
+
 
 def main() -> None:
     # A Ctrl-C at the terminal reaches every process of the group: the coordinator decides
     # (it sends "cancel", then "abort").  Set before the reactor, which then keeps it.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _die_with_parent()
     raise_open_files_limit()  # three sockets per RTP stream
     # Our stdout is the protocol: log warnings and errors to stderr, one JSON line each.
     globalLogBeginner.beginLoggingTo(
@@ -231,6 +259,7 @@ def main() -> None:
 
         def on_term(signum: int, frame: Any) -> None:
             reactor.callFromThread(child.cancel)
+            reactor.callFromThread(reactor.callLater, ORPHAN_DEADLINE_S, child.exit_now)
 
         def install_handlers() -> None:
             signal.signal(signal.SIGINT, signal.SIG_IGN)

@@ -243,3 +243,15 @@ def test_requests_still_unanswered_when_the_run_ends_are_counted_as_408(
     rows = calls_path.read_text().splitlines()[1:]
     assert len(rows) == 2 and all(",408," in row for row in rows)
     assert os.path.getsize(report_path) > 0
+
+
+def test_workers_of_a_killed_command_stop_cleanly_and_exit(tmp_path: Path) -> None:
+    """`kill -9` of the command (an OOM kill, a closed SSH session's SIGKILL): its workers
+    are told by the kernel (PR_SET_PDEATHSIG), hang up and exit; none is left holding ports."""
+    process = start(str(small_plan(tmp_path, duration_s=60)), "--processes", "2")
+    workers = wait_for_workers(process, 2)
+    wait_for_calls(process)
+    process.kill()
+    process.communicate(timeout=10)
+    _, alive = psutil.wait_procs(workers, timeout=20)
+    assert alive == [], [worker.pid for worker in alive]
