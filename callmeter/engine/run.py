@@ -652,7 +652,7 @@ class TestRun:
             if timer.active():
                 timer.cancel()
         self._timers.clear()
-        hangups = [call.hangup() for call in list(self.active)]
+        hangups = [defer.maybeDeferred(call.hangup) for call in list(self.active)]
         ended = defer.DeferredList(hangups, consumeErrors=True)
         ended.addTimeout(HANGUP_GRACE_S, self.reactor)
         ended.addBoth(lambda _: self._unregister())
@@ -671,7 +671,7 @@ class TestRun:
                         None, failed_code=408, cause=unfinished_cause("REGISTER", target)
                     )
         removals = [
-            e.registration.stop()
+            defer.maybeDeferred(e.registration.stop)
             for group in self.endpoints.values()
             for e in group
             if e.registration is not None  # also one whose first REGISTER is still out
@@ -682,27 +682,41 @@ class TestRun:
         return done
 
     def _close(self) -> None:
+        """The last step of every stop: count what is unsettled, the final window, close the
+        sockets (a connection that does not close in HANGUP_GRACE_S is not waited for), the
+        report.  Whatever fails on the way is logged and the run still finishes."""
         if self._closed:
             return
         self._closed = True
-        for settle in list(self._unsettled.values()):
-            settle()
-        self._unsettled.clear()
-        final_window = self._window()
-        if self.on_window is not None:
-            try:
+        try:
+            for settle in list(self._unsettled.values()):
+                settle()
+            self._unsettled.clear()
+            final_window = self._window()
+            if self.on_window is not None:
                 self.on_window(final_window)
-            except Exception:
-                self.log.failure("a metric window listener failed")
-        if self.stack is not None:
-            self.stack.shutdown()
-        closing = self.transport.close() if self.transport is not None else defer.succeed(None)
+        except Exception:
+            self.log.failure("closing the run: the final window failed")
+        try:
+            if self.stack is not None:
+                self.stack.shutdown()
+            closing = self.transport.close() if self.transport is not None else defer.succeed(None)
+        except Exception:
+            self.log.failure("closing the run: the SIP stack failed to close")
+            closing = defer.succeed(None)
+        closing.addTimeout(HANGUP_GRACE_S, self.reactor)
         closing.addBoth(lambda _: self._finish())
 
     def _finish(self) -> None:
-        self.report = self._report()
-        if not self._finished.called:
-            self._finished.callback(self.report)
+        if self._finished.called:
+            return
+        try:
+            self.report = self._report()
+        except Exception:
+            self.log.failure("closing the run: the report failed")
+            self._finished.errback()
+            return
+        self._finished.callback(self.report)
 
     def _report(self) -> dict[str, Any]:
         return format_report(
