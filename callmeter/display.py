@@ -238,13 +238,41 @@ def _group_lines(name: str, figures: Any, indent: int, width: int) -> list[str]:
         if value is not None:
             call_phrases.append(f"{label} p95 {_num(value)} ms")
     sentences.append(call_phrases)
+    received = _map(rtp.get("received"))
     sentences.append(
         [
             f"RTP {_count(_dig(rtp, 'sent', 'packets'))} sent",
-            f"{_count(_dig(rtp, 'received', 'packets'))} received",
+            f"{_count(received.get('packets'))} received",
             f"{_count(_dig(rtp, 'lost', 'packets'))} lost ({_num(rtp.get('loss_pct'), 3)} %)",
+            # Not audio, never counted as lost audio (RFC 4733 events, RFC 3389 comfort noise).
+            *(
+                f"{_count(received[key])} {label}"
+                for key, label in (
+                    ("events", "events"),
+                    ("cn", "comfort noise"),
+                    ("other_payload", "other payload"),
+                    ("other_ssrc", "from other SSRCs"),
+                )
+                if _int(received.get(key))
+            ),
         ]
     )
+    if _int(rtp.get("without_media")):
+        sentences.append(
+            [
+                f"{_count(rtp.get('without_media'))} of {_count(rtp.get('streams'))} streams "
+                "without media",
+                *(
+                    f"{label} {_count(rtp[key])}"
+                    for key, label in (
+                        ("no_media", "no media"),
+                        ("one_way", "one-way"),
+                        ("stopped", "stopped"),
+                    )
+                    if _int(rtp.get(key))
+                ),
+            ]
+        )
     quality = []
     for label, key in (("jitter", "jitter_ms"), ("RTT", "rtt_ms")):
         value = _dig(rtp, key, "p95")
@@ -286,6 +314,28 @@ def _failure_lines(groups: list[tuple[str, Any]], total: Any, width: int) -> lis
     return lines
 
 
+def _media_lines(rtp: Mapping[str, Any], width: int) -> list[str]:
+    """The E-model's assumption per codec (ITU-T G.107 with G.113 Appendix I's Ie and Bpl),
+    and, when streams got no media, the likely cause."""
+    lines: list[str] = []
+    models = _map(rtp.get("emodel"))
+    if models:
+        phrases = []
+        for codec, model in models.items():
+            model = _map(model)
+            plc = "with PLC" if model.get("plc") else "without PLC"
+            note = ", provisional" if model.get("provisional") else ""
+            phrases.append(
+                f"{_clean(codec)} Ie {_num(model.get('ie'), 0)} "
+                f"Bpl {_num(model.get('bpl'), 1)} ({plc}{note})"
+            )
+        lines += _flow("E-model", 9, phrases, width)
+    hint = rtp.get("no_media_hint")
+    if hint:
+        lines += _wrap(f"media: {_clean(hint)}", width, "", "  ")
+    return lines
+
+
 def summary_lines(
     report: Mapping[str, Any], width: int = SUMMARY_WIDTH, duration_s: float | None = None
 ) -> list[str]:
@@ -315,6 +365,7 @@ def summary_lines(
     lines = [line.replace(_GLUE, " ") for line in _wrap(title, width, "", "  ")]
     for name, figures in rows:
         lines += _group_lines(name, figures, indent, width)
+    lines += _media_lines(_map(_dig(report.get("total"), "rtp")), width)
     lines += _failure_lines(group_rows, report.get("total"), width)
     verdict = report.get("pass")
     criteria = _dig(verdict, "criteria")

@@ -360,6 +360,10 @@ def write_calls_csv(path: str, calls: list[Any]) -> None:
 
     ``rtp_stray``: RTP packets (counted in ``rtp_received``) that came from another address
     than the peer's SDP said: a NAT or SBC that breaks symmetric RTP (RFC 4961).
+    ``media``: each stream's media state joined by ``/`` (ok, no_media, one_way, stopped,
+    waiting, not_expected), ``media_stopped_s`` when the first stopped stream got its last
+    packet; ``rtp_events``, ``rtp_cn`` and ``rtp_other_ssrc``: RFC 4733 events, RFC 3389
+    comfort noise and packets of another SSRC (in ``rtp_received``, never lost audio).
     """
     with open(path, "w", newline="", encoding="utf-8") as handle:
         _write_calls(handle, calls)
@@ -385,6 +389,11 @@ def _write_calls(handle: IO[str], calls: list[Any]) -> None:
         "rtt_ms",
         "mos",
         "rtp_stray",
+        "media",
+        "media_stopped_s",
+        "rtp_events",
+        "rtp_cn",
+        "rtp_other_ssrc",
     ]
     writer = csv.writer(handle)
     writer.writerow(columns)
@@ -415,6 +424,11 @@ def _write_calls(handle: IO[str], calls: list[Any]) -> None:
                 _r(first.rtt_ms) if first else "",
                 _r(first.mos) if first else "",
                 sum(s.stray_packets for s in streams),
+                "/".join(s.media_state for s in streams),
+                _r(next((s.stopped_at_s for s in streams if s.stopped_at_s is not None), None)),
+                sum(s.events_received for s in streams),
+                sum(s.cn_received for s in streams),
+                sum(s.other_ssrc_packets for s in streams),
             ]
         )
 

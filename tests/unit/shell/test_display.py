@@ -68,6 +68,16 @@ def figures(
 
 def loopback_report() -> dict[str, Any]:
     """The figures of the README's loopback run (examples/loopback.json: 20 s, 2 processes)."""
+    total = figures(37544, 37544, setup=202.701, pdd=1.305, jitter=0.202, rtt=0.574)
+    total["rtp"]["emodel"] = {
+        "PCMU": {
+            "ie": 0.0,
+            "bpl": 25.1,
+            "plc": True,
+            "source": "G.113 App. I: G.711 with App. I PLC",
+            "provisional": False,
+        }
+    }
     return {
         "plan": "loopback",
         "run": "local",
@@ -81,10 +91,16 @@ def loopback_report() -> dict[str, Any]:
             "callees": figures(18775, 18769, jitter=0.202, rtt=0.574),
             "callers": figures(18769, 18775, setup=202.701, pdd=1.305, jitter=0.2, rtt=0.443),
         },
-        "total": figures(37544, 37544, setup=202.701, pdd=1.305, jitter=0.202, rtt=0.574),
+        "total": total,
         "pass": {
             "passed": True,
             "criteria": [
+                {
+                    "criterion": "every stream received media",
+                    "limit": 0,
+                    "value": 0,
+                    "passed": True,
+                },
                 {
                     "criterion": "setup_time_ms_p95_max",
                     "limit": 500.0,
@@ -189,17 +205,42 @@ def test_failure_causes_one_line_each_with_counts() -> None:
     # Under the figures (of every group and the total), before the criteria; the total's
     # causes are the callers' again: not repeated.
     start = lines.index("callers: registrations failed")
-    assert lines[start - 1].startswith("         jitter p95")
+    assert lines[start - 2].startswith("         jitter p95")
+    assert lines[start - 1] == "E-model  PCMU Ie 0 Bpl 25.1 (with PLC)"
     assert lines[start : start + 6] == [
         "callers: registrations failed",
         "  4 x no answer from 127.0.0.1:5060 over UDP",
         "  2 x 401 Unauthorized from 127.0.0.1:5060 (credentials rejected)",
         "callers: calls failed",
         "  3 x 486 Busy Here",
-        "  ok   setup_time_ms_p95_max: 202.701 (limit 500)",
+        "  ok   every stream received media: 0 (limit 0)",
     ]
     assert "  FAIL every call established: 22 (limit 25)" in lines
     assert lines[-1] == "FAILED"
+
+
+def test_streams_without_media_and_packets_that_are_not_audio_are_named() -> None:
+    """Missing media is never shown as perfect: the count, the kinds, the likely cause; and
+    events, comfort noise and other SSRCs appear as what they are."""
+    report = loopback_report()
+    rtp = report["total"]["rtp"]
+    rtp.update(streams=50, without_media=3, no_media=2, stopped=1, loss_pct=None)
+    rtp["no_media_hint"] = (
+        "3 of 50 streams without media: 2 got no RTP and no RTCP: check SDP_IP / EXTERNAL_IP"
+    )
+    rtp["received"].update(events=12, cn=3, other_ssrc=12)
+    rtp["emodel"]["PCMU"].update(plc=False, bpl=4.3, provisional=True)
+    lines = summary_lines(report, 80, 20)
+    assert all(len(line) <= 80 for line in lines)
+    assert lines[8:10] == [
+        "         RTP 37,544 sent, 37,544 received, 0 lost (- %), 12 events,",
+        "         3 comfort noise, 12 from other SSRCs",
+    ]
+    assert "         3 of 50 streams without media, no media 2, stopped 1" in lines
+    assert "E-model  PCMU Ie 0 Bpl 4.3 (without PLC, provisional)" in lines
+    assert lines[lines.index("E-model  PCMU Ie 0 Bpl 4.3 (without PLC, provisional)") + 1] == (
+        "media: 3 of 50 streams without media: 2 got no RTP and no RTCP: check SDP_IP /"
+    )
 
 
 def test_a_report_with_a_total_alone_shows_its_causes() -> None:
