@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from twisted.internet import defer, task
-from twisted.logger import ILogObserver, globalLogPublisher
+from twisted.logger import ILogObserver, globalLogBeginner, globalLogPublisher
 from twisted.python.failure import Failure
 
 from callmeter.config import Config, ConfigError, load_config
@@ -327,7 +327,15 @@ def _start_logging(
         observers.append((make_observer("debug", config.log_format, handle), handle))
     for observer, _ in observers:
         globalLogPublisher.addObserver(observer)
+    # Until logging "begins", Twisted prints critical events (a traceback) raw on stderr:
+    # begin it once, with nothing more than the observers above.
+    if not _logging_begun:
+        globalLogBeginner.beginLoggingTo([], discardBuffer=True, redirectStandardIO=False)
+        _logging_begun.append(True)
     return observers
+
+
+_logging_begun: list[bool] = []
 
 
 def _stop_logging(observers: list[tuple[ILogObserver, IO[str] | None]]) -> None:

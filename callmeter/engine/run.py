@@ -30,7 +30,14 @@ from callmeter.engine.causes import failure_cause, unfinished_cause
 from callmeter.engine.metrics import GroupMetrics, MetricSet, StreamResult, total_of
 from callmeter.engine.report import caller_groups, format_report, format_window
 from callmeter.plan import Group, Plan, Registrar
-from callmeter.sip.call import CallEnd, CallFailed, IncomingCall, MediaSession, OutgoingCall
+from callmeter.sip.call import (
+    CallEnd,
+    CallFailed,
+    IncomingCall,
+    MediaSession,
+    MediaUnavailable,
+    OutgoingCall,
+)
 from callmeter.sip.dialog import target_of
 from callmeter.sip.digest import DigestClient
 from callmeter.sip.message import SipRequest
@@ -191,6 +198,7 @@ class TestRun:
         #: Stopped by cancel() before the plan's duration: never a pass.
         self.interrupted = False
         self._closed = False
+        self._said_out_of_ports = False
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -420,13 +428,29 @@ class TestRun:
         self.active.add(call)
         self._media[call] = (caller.group.name, media)
         self._unsettled[call] = lambda: self._unfinished(record, metrics, target)
-        call.start().addCallbacks(
+        try:
+            starting = call.start()
+        except MediaUnavailable as error:  # no RTP ports left for its offer
+            self._unsettled.pop(call, None)
+            self.active.discard(call)
+            self._media.pop(call, None)
+            record.final_code = 503
+            metrics.call_failed(503, f"not placed: {error}")
+            self._out_of_ports(error)
+            return
+        starting.addCallbacks(
             lambda _: self._established(call, caller, record, metrics),
             lambda failure: self._call_failed(call, failure, record, metrics, target),
         )
         call.ended.addCallback(
             lambda how: self._ended(call, caller, record, metrics, how, media, number)
         )
+
+    def _out_of_ports(self, error: Exception) -> None:
+        """Said once per run (the causes count every call it cost)."""
+        if not self._said_out_of_ports:
+            self._said_out_of_ports = True
+            self.log.error("calls are failing: {error}", error=str(error))
 
     def _destination(self, caller: _Endpoint) -> tuple[str, Target]:
         spec = caller.group.call

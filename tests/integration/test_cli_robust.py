@@ -255,3 +255,27 @@ def test_workers_of_a_killed_command_stop_cleanly_and_exit(tmp_path: Path) -> No
     process.communicate(timeout=10)
     _, alive = psutil.wait_procs(workers, timeout=20)
     assert alive == [], [worker.pid for worker in alive]
+
+
+def test_a_run_out_of_rtp_ports_says_so_once_naming_the_range_and_the_variables(
+    tmp_path: Path,
+) -> None:
+    report_path = tmp_path / "r.json"
+    plan = str(small_plan(tmp_path))
+    result = subprocess.run(
+        [*CALLMETER, "run", plan, "--processes", "1", "--plain", "--report", str(report_path)],
+        env={**env(), "RTP_PORT_MIN": "30100", "RTP_PORT_MAX": "30107"},  # 4 pairs, 8 needed
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=90,
+    )
+    assert result.returncode == 1, result.stdout + result.stderr
+    said = [line for line in result.stderr.splitlines() if "exhausted" in line]
+    assert said == [
+        "callmeter: error: calls are failing: RTP port range 30100-30107 exhausted: all 4 port "
+        "pairs are in use (raise RTP_PORT_MAX/lower RTP_PORT_MIN or run fewer endpoints)"
+    ]
+    assert "Traceback" not in result.stderr
+    calls = json.loads(report_path.read_text())["total"]["sip"]["calls"]
+    assert calls["failed_by_code"] == {"503": 2} and calls["established"] == 2
