@@ -63,6 +63,7 @@ def one_run(source: Path, endpoints: int, processes: int | None) -> float:
             "SIP_PORT": "0",
             "RTP_PORT_MIN": "20000",
             "RTP_PORT_MAX": "59999",
+            "MAX_ENDPOINTS": str(max(endpoints, 1000)),
         }
         started = time.monotonic()
         process = subprocess.Popen(
@@ -70,7 +71,10 @@ def one_run(source: Path, endpoints: int, processes: int | None) -> float:
         )
         try:
             while True:
-                data = sink.recv(65535)
+                try:
+                    data = sink.recv(65535)
+                except TimeoutError:
+                    raise SystemExit(f"{source}: no INVITE within 120 s") from None
                 if data.startswith(b"INVITE "):
                     return time.monotonic() - started
         finally:
