@@ -96,7 +96,8 @@ def _int(value: Any) -> int:
 # -- the live line ----------------------------------------------------------------------------
 
 
-_ROOM = {"jitter_ms": {"p95": 0.0}, "loss_pct": 0.0, "mos": {"mean": 0.0}}
+#: RTP figures as wide as they usually get: the room the long form must leave for them.
+_ROOM = {"jitter_ms": {"p95": 99.99}, "loss_pct": 99.99, "mos": {"mean": 4.99}}
 
 
 def _segments(
@@ -150,7 +151,7 @@ def live_line(
     long = " | ".join(text for _, text, _ in parts)
     # The long form only when it has room for the RTP figures too: no switching to the
     # short one when the first window ends.
-    room = _segments(state, {**_ROOM, **rtp}, failed, duration_s)
+    room = _segments(state, _ROOM, failed, duration_s)
     if len(" | ".join(text for _, text, _ in room)) <= target:
         return long
     line = "  ".join(short for _, _, short in parts)

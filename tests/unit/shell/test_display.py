@@ -333,6 +333,19 @@ def test_plain_progress_is_one_line_per_window_without_escape_codes() -> None:
     )  # the failures: the windows' sums, as the state has no counts of its own
 
 
+def test_plain_lines_keep_one_form_when_a_window_has_no_rtp_figures() -> None:
+    """The last window of a run often has no jitter or MOS (no stream sampled): its line
+    keeps the form of the others (it switched to the long 't=... | ...' form)."""
+    out = io.StringIO()
+    display = Display(out, plain=True)
+    display.start("small", 8, 6)
+    empty = {"total": {"sip": {}, "rtp": {"jitter_ms": {"p95": None}, "mos": {"mean": None}}}}
+    display.progress({**state(5.0), "to_register": 0, "registered": 0}, window(1))
+    display.progress({**state(6.0), "to_register": 0, "registered": 0, "calls_up": 0}, empty)
+    first, last = out.getvalue().splitlines()[1:]
+    assert first.startswith("5.0/6s  up 20  est 22/25") and last.startswith("6.0/6s  up 0  est")
+
+
 def test_the_live_line_is_redrawn_in_place_within_the_terminal_width() -> None:
     out = io.StringIO()
     display = Display(out, plain=False, width=80, terminal=True)
