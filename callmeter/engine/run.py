@@ -48,7 +48,16 @@ from callmeter.sip.transaction import ServerInvite
 from callmeter.sip.transport import Origin, SipTransportLayer, Target, TlsSettings
 from callmeter.sip.uri import SipParseError, parse_uri
 
-__all__ = ["CallRecord", "MediaFactory", "RunMedia", "Shard", "TestRun"]
+__all__ = [
+    "CallRecord",
+    "MediaFactory",
+    "RunMedia",
+    "Shard",
+    "SipBinding",
+    "SipFactory",
+    "TestRun",
+    "bind_sip",
+]
 
 WINDOW_S = 5.0
 HANGUP_GRACE_S = 3.0
@@ -67,6 +76,67 @@ class MediaFactory(Protocol):
     """Makes the media of one call for an endpoint of ``group``."""
 
     def __call__(self, group: Group) -> RunMedia: ...
+
+
+class Closable(Protocol):
+    """The SIP sockets of a run, as it sees them: closed once, at the end."""
+
+    def close(self) -> defer.Deferred[Any]: ...
+
+
+@dataclass
+class SipBinding:
+    """What a :class:`SipFactory` bound: the sockets, the stack on them, and the SIP port."""
+
+    transport: Closable
+    stack: SipStack
+    port: int
+
+
+class SipFactory(Protocol):
+    """Binds the SIP side of a run: given the reactor, the config, the plan's transports,
+    whether this is the front shard (the one that listens at SIP_PORT) and where incoming
+    messages go, returns the bound sockets and the stack (raises CannotListenError).
+    Tests pass one that returns a recording stack and binds nothing."""
+
+    def __call__(
+        self,
+        reactor: Any,
+        config: Config,
+        transports: set[str],
+        front: bool,
+        on_message: Callable[[Any, Origin], None],
+    ) -> SipBinding: ...
+
+
+def bind_sip(
+    reactor: Any,
+    config: Config,
+    transports: set[str],
+    front: bool,
+    on_message: Callable[[Any, Origin], None],
+) -> SipBinding:
+    """The real SIP side (the default :class:`SipFactory`).
+
+    The front shard (shard 0, or the only one) listens where the README says: UDP and TCP on
+    SIP_PORT, TLS on SIP_PORT + 1 (RFC 3261 18, 26.3.1) with SIP_TLS_CERT or a self-signed
+    certificate.  Other shards listen on a port of their own for the transports their
+    endpoints use (``transports``, the plan's).
+    """
+    tls = TlsSettings(
+        server_cert=config.sip_tls_cert,
+        server_pem=None if config.sip_tls_cert or not front else self_signed_pem(config.sip_ip),
+    )
+    transport = SipTransportLayer(reactor, config.sip_ip, on_message, tls=tls)
+    used = transports - {"tls"}
+    listening = ["udp", "tcp"] if front else sorted(used | {"udp"})
+    port = config.sip_port if front else 0
+    for name in listening:
+        port = transport.listen(name, port)
+    if front:
+        transport.listen("tls", port + 1 if config.sip_port else 0)
+    stack = SipStack(reactor, transport, config.external_ip)
+    return SipBinding(transport, stack, port)
 
 
 def listens(group: Group) -> bool:
@@ -166,7 +236,9 @@ class TestRun:
         run_id: str = "local",
         shard: Shard | None = None,
         on_window_sets: Callable[[int, float, float, dict[str, MetricSet]], None] | None = None,
+        sip: SipFactory = bind_sip,
     ) -> None:
+        self.sip = sip
         self.on_window_sets = on_window_sets
         self.plan = plan
         self.shard = shard or Shard()
@@ -179,7 +251,7 @@ class TestRun:
         self.metrics = {group.name: GroupMetrics() for group in plan.groups}
         self.calls: list[CallRecord] = []
         self.endpoints: dict[str, list[_Endpoint]] = {}
-        self.transport: SipTransportLayer | None = None
+        self.transport: Closable | None = None
         self.stack: SipStack | None = None
         self.active: set[OutgoingCall | IncomingCall] = set()
         self.window_seq = 0
@@ -209,28 +281,17 @@ class TestRun:
         return self._finished
 
     def open(self) -> int:
-        """Bind the SIP sockets (raises CannotListenError); returns the SIP port.
-
-        The shard that runs the listening groups (shard 0, or the only one) listens where the
-        README says: UDP and TCP on SIP_PORT, TLS on SIP_PORT + 1 (RFC 3261 18, 26.3.1) with
-        SIP_TLS_CERT or a self-signed certificate.  Other shards listen on a port of their own
-        for the transports their endpoints use.
-        """
-        config = self.config
-        front = self.shard.index == 0
-        tls = TlsSettings(
-            server_cert=config.sip_tls_cert,
-            server_pem=None if config.sip_tls_cert or not front else self_signed_pem(config.sip_ip),
+        """Bind the SIP sockets through ``sip`` (raises CannotListenError); returns the SIP
+        port.  By default (:func:`bind_sip`) shard 0 listens at SIP_PORT, SIP_PORT + 1 for TLS;
+        other shards on a port of their own."""
+        binding = self.sip(
+            self.reactor,
+            self.config,
+            {group.transport for group in self.plan.groups},
+            self.shard.index == 0,
+            self._on_message,
         )
-        self.transport = SipTransportLayer(self.reactor, config.sip_ip, self._on_message, tls=tls)
-        used = {group.transport for group in self.plan.groups} - {"tls"}
-        transports = ["udp", "tcp"] if front else sorted(used | {"udp"})
-        port = config.sip_port if front else 0
-        for transport in transports:
-            port = self.transport.listen(transport, port)
-        if front:
-            self.transport.listen("tls", port + 1 if config.sip_port else 0)
-        self.stack = SipStack(self.reactor, self.transport, config.external_ip)
+        self.transport, self.stack, port = binding.transport, binding.stack, binding.port
         # The endpoints exist as soon as their sockets do: an INVITE that comes before the
         # clock starts finds its callee (not a 404).
         self._build_endpoints()
