@@ -286,7 +286,10 @@ def run_ours(timing: Timing, processes: int, rate: float, work: Path) -> dict[st
         raise RuntimeError(f"callmeter run exited {code}:\n{tail}")
     report = json.loads(report_path.read_text())
 
-    windows = [arrived for arrived, text in lines if re.match(r"\s*t=\s*[\d.]+s ", text)]
+    # callmeter run's plain progress: one line per window, "5.0/65s  up 500 ..." (or the
+    # long form "t=5.0/65 s | calls up 500 | ...").
+    window_line = re.compile(r"\s*(t=)?\s*[\d.]+/[\d.]+ ?s[ |]")
+    windows = [arrived for arrived, text in lines if window_line.match(text)]
     if not windows:
         raise RuntimeError("no metric window line: cannot place the steady window")
     # The run clock's 0 in wall time: one process reports it ("started"); with several, the
