@@ -366,13 +366,8 @@ class OutgoingCall(_Call):
         """22.2: a challenge we have credentials for, once per nonce, a few rounds at most."""
         if self.credentials is None or rounds >= MAX_AUTH_ROUNDS:
             return False
-        proxy = response.status == 407
         try:
-            decision = self.credentials.on_challenge(
-                response.headers.get_all("Proxy-Authenticate" if proxy else "WWW-Authenticate"),
-                proxy=proxy,
-                sent=invite.headers.get_all("Proxy-Authorization" if proxy else "Authorization"),
-            )
+            decision = self.credentials.on_response(response, invite)
         except DigestError:
             return False
         return decision is not AuthDecision.REJECTED

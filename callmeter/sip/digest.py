@@ -25,6 +25,10 @@ import secrets
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from callmeter.sip.message import SipRequest, SipResponse
 
 __all__ = [
     "DEFAULT_PREFERENCE",
@@ -577,6 +581,16 @@ class DigestClient:
             self._realms.clear()
         else:
             self._realms.pop(realm, None)
+
+    def on_response(self, response: SipResponse, request: SipRequest) -> AuthDecision:
+        """:meth:`on_challenge` for a 401 or 407 ``response`` to ``request``: the challenge
+        and credential header fields of its kind (RFC 3261 22.2 and 22.3)."""
+        proxy = response.status == 407
+        return self.on_challenge(
+            response.headers.get_all("Proxy-Authenticate" if proxy else "WWW-Authenticate"),
+            proxy=proxy,
+            sent=request.headers.get_all("Proxy-Authorization" if proxy else "Authorization"),
+        )
 
     def on_challenge(
         self, header_values: str | Iterable[str], *, proxy: bool = False, sent: Iterable[str] = ()

@@ -169,13 +169,8 @@ class Registration:
     def _can_answer(self, request: SipRequest, response: SipResponse) -> bool:
         if self.credentials is None or self._rounds >= MAX_AUTH_ROUNDS:
             return False
-        proxy = response.status == 407
         try:
-            decision = self.credentials.on_challenge(
-                response.headers.get_all("Proxy-Authenticate" if proxy else "WWW-Authenticate"),
-                proxy=proxy,
-                sent=request.headers.get_all("Proxy-Authorization" if proxy else "Authorization"),
-            )
+            decision = self.credentials.on_response(response, request)
         except DigestError as error:
             self._why = f"unusable challenge: {error}"
             return False
