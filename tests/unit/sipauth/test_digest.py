@@ -489,3 +489,28 @@ def test_verifier_pluggable_nonce_check_and_errors() -> None:
 
 def test_default_preference_prefers_sha() -> None:
     assert DEFAULT_PREFERENCE.index("SHA-256") < DEFAULT_PREFERENCE.index("MD5")
+
+
+def test_a_response_is_answered_from_the_header_fields_of_its_kind() -> None:
+    """RFC 3261 22.2 / 22.3: a 401 carries WWW-Authenticate (answered in Authorization), a
+    407 Proxy-Authenticate (answered in Proxy-Authorization); the other kind is ignored."""
+    from callmeter.sip.message import SipRequest, SipResponse, make_response, parse_message
+
+    invite = parse_message(
+        b"INVITE sip:bob@example.test SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1;branch=z9hG4bK1\r\n"
+        b"From: <sip:alice@example.test>;tag=1\r\nTo: <sip:bob@example.test>\r\n"
+        b"Call-ID: c1\r\nCSeq: 1 INVITE\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+    )
+    assert isinstance(invite, SipRequest)
+    for status, field, answer in (
+        (401, "WWW-Authenticate", "Authorization"),
+        (407, "Proxy-Authenticate", "Proxy-Authorization"),
+    ):
+        response: SipResponse = make_response(invite, status, to_tag="t")
+        response.headers.add(field, f'Digest realm="{field}", nonce="n"')
+        other = "WWW-Authenticate" if status == 407 else "Proxy-Authenticate"
+        response.headers.add(other, 'Digest realm="decoy", nonce="d"')
+        client = DigestClient("alice", "pw")
+        assert client.on_response(response, invite) is AuthDecision.RETRY
+        [(name, value)] = client.authorization_headers("INVITE", "sip:bob@example.test")
+        assert (name, parse_authorization(value).realm) == (answer, field)
