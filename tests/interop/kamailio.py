@@ -165,6 +165,13 @@ def start_kamailio(work: Path, algorithm: str = "MD5", tls_cert: Path | None = N
         )
     path = work / "kamailio.cfg"
     path.write_text(config)
+    return _run(binary, work, path, port, tls_port)
+
+
+def _run(binary: str, work: Path, path: Path, port: int, tls_port: int | None) -> Kamailio:
+    """Check the configuration at ``path`` (``kamailio -c``) and start Kamailio in the
+    foreground, in its own process group (:meth:`Kamailio.stop` ends every worker), once it
+    listens on ``port``."""
     check = subprocess.run(
         [binary, "-c", "-f", str(path)], capture_output=True, text=True, timeout=30
     )
@@ -187,17 +194,17 @@ def start_kamailio(work: Path, algorithm: str = "MD5", tls_cert: Path | None = N
             stdin=subprocess.DEVNULL,
             stdout=output,
             stderr=subprocess.STDOUT,
-            start_new_session=True,  # its own process group: stop() ends every worker
+            start_new_session=True,
         )
+    server = Kamailio(process, port, tls_port, log)
     deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"kamailio exited with {process.returncode}:\n{log.read_text()}")
-        if b"INFO: <core>" in log.read_bytes() or _listening(port):
-            break
+    while not _listening(port):
+        if process.poll() is not None or time.monotonic() > deadline:
+            server.stop()
+            raise RuntimeError(f"kamailio did not start:\n{log.read_text()}")
         time.sleep(0.1)
     time.sleep(0.3)
-    return Kamailio(process, port, tls_port, log)
+    return server
 
 
 def _listening(port: int) -> bool:
@@ -307,39 +314,7 @@ def start_record_route_proxy(work: Path) -> Kamailio:
     binary = require_binary("kamailio")
     port = free_loopback_port()
     path = write_record_route_config(work, port)
-    check = subprocess.run(
-        [binary, "-c", "-f", str(path)], capture_output=True, text=True, timeout=30
-    )
-    if check.returncode != 0:
-        raise RuntimeError(f"kamailio -c refused the config:\n{check.stderr}")
-    log = work / "kamailio.log"
-    with log.open("wb") as output:
-        process = subprocess.Popen(
-            [
-                binary,
-                "-DD",
-                "-E",
-                "-f",
-                str(path),
-                "-P",
-                str(work / "kamailio.pid"),
-                "-Y",
-                str(work),
-            ],
-            stdin=subprocess.DEVNULL,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    server = Kamailio(process, port, None, log)
-    deadline = time.monotonic() + 10
-    while not _listening(port):
-        if process.poll() is not None or time.monotonic() > deadline:
-            server.stop()
-            raise RuntimeError(f"kamailio did not start:\n{log.read_text()}")
-        time.sleep(0.1)
-    time.sleep(0.3)
-    return server
+    return _run(binary, work, path, port, None)
 
 
 def traced_requests(log: Path) -> tuple[dict[str, int], dict[str, int]]:
