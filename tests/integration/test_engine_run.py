@@ -11,6 +11,7 @@ from callmeter.config import load_config
 from callmeter.engine.metrics import StreamResult
 from callmeter.engine.run import TestRun
 from callmeter.plan import parse_plan
+from tests.unit.engine.fakes import one_second_of_audio
 from tests.unit.sipua.sdp_media import SdpOnlyMedia
 
 
@@ -20,19 +21,7 @@ class FakeStreamsMedia(SdpOnlyMedia):
     def results(self) -> list[StreamResult]:
         if "start" not in self.events:
             return []
-        return [
-            StreamResult(
-                sent_packets=50,
-                sent_bytes=8600,
-                received_packets=50,
-                received_bytes=8600,
-                lost_packets=0,
-                expected_packets=50,
-                jitter_ms=0.2,
-                rtt_ms=0.1,
-                mos=4.41,
-            )
-        ]
+        return [one_second_of_audio()]
 
 
 def plan(**call: Any) -> Any:
