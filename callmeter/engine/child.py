@@ -42,7 +42,7 @@ from twisted.protocols.basic import LineReceiver
 
 from callmeter.config import ConfigError, load_config
 from callmeter.engine.metrics import MetricSet
-from callmeter.engine.run import Shard, TestRun
+from callmeter.engine.run import Shard, TestRun, cannot_listen
 from callmeter.limits import raise_open_files_limit
 from callmeter.logs import make_observer
 from callmeter.plan import PlanError, parse_plan
@@ -150,12 +150,7 @@ class _Child(LineReceiver):
         try:
             port = self.run.open()
         except CannotListenError as error:
-            reason = getattr(error.socketError, "strerror", None) or str(error.socketError)
-            self.fail(
-                f"cannot listen for SIP on {config.sip_ip}:{error.port}: {reason} "
-                "(set SIP_PORT to a free port, or SIP_PORT=0 for any)",
-                config=True,
-            )
+            self.fail(cannot_listen(config.sip_ip, error), config=True)
             return
         self.send({"type": "ready", "port": port})
 

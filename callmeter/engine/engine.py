@@ -34,7 +34,7 @@ from callmeter.control.engine_api import (
     WindowCallback,
 )
 from callmeter.engine.processes import RunFailed, ShardedRun
-from callmeter.engine.run import CallRecord, MediaFactory, TestRun
+from callmeter.engine.run import CallRecord, MediaFactory, TestRun, cannot_listen
 from callmeter.plan import Plan, PlanError, parse_plan
 
 __all__ = ["Engine", "MediaFetch", "Prepared", "Run", "RunMediaFactory", "media_reason"]
@@ -261,12 +261,7 @@ class Engine:
         try:
             started = run.start()
         except CannotListenError as error:
-            reason = getattr(error.socketError, "strerror", None) or str(error.socketError)
-            failure = RunFailed(
-                f"cannot listen for SIP on {config.sip_ip}:{error.port}: "
-                f"{reason} (set SIP_PORT to a free port, or SIP_PORT=0 for any)",
-                config=True,
-            )
+            failure = RunFailed(cannot_listen(config.sip_ip, error), config=True)
             return Run(None, 0, defer.fail(failure))
         return Run(run, prepared.endpoints, started)
 

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from twisted.internet import defer
+from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -57,6 +58,7 @@ __all__ = [
     "SipFactory",
     "TestRun",
     "bind_sip",
+    "cannot_listen",
 ]
 
 WINDOW_S = 5.0
@@ -137,6 +139,15 @@ def bind_sip(
         transport.listen("tls", port + 1 if config.sip_port else 0)
     stack = SipStack(reactor, transport, config.external_ip)
     return SipBinding(transport, stack, port)
+
+
+def cannot_listen(sip_ip: str, error: CannotListenError) -> str:
+    """What a SIP port that cannot be bound (:meth:`TestRun.open`) means to the user."""
+    reason = getattr(error.socketError, "strerror", None) or str(error.socketError)
+    return (
+        f"cannot listen for SIP on {sip_ip}:{error.port}: {reason} "
+        "(set SIP_PORT to a free port, or SIP_PORT=0 for any)"
+    )
 
 
 def listens(group: Group) -> bool:
