@@ -12,11 +12,10 @@ from callmeter.config import load_config
 from callmeter.control import protocol as p
 from callmeter.control.client import ControlClient
 from callmeter.engine import Engine
-from callmeter.engine import engine as engine_module
 from callmeter.status import WorkerState, WorkerStatus
 from tests.unit.controlclient.fakes import RecordingConnection, sip_plan
 from tests.unit.controlclient.test_client import assign, go_online, make, state_of
-from tests.unit.engine.test_engine_api import MEDIA, Fetches
+from tests.unit.engine.test_engine_api import MEDIA, Fetches, count_parses
 
 
 def test_the_answer_waits_for_the_preparation_and_a_repeat_prepares_nothing() -> None:
@@ -89,14 +88,7 @@ def real_engine_client(fetch: Fetches) -> tuple[ControlClient, Any]:
 def test_the_daemon_rejects_a_404_media_url_as_callmeter_run_refuses_it(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    parses: list[object] = []
-    real = engine_module.parse_plan
-
-    def counting(data: Any, *, max_endpoints: int) -> Any:
-        parses.append(data)
-        return real(data, max_endpoints=max_endpoints)
-
-    monkeypatch.setattr(engine_module, "parse_plan", counting)
+    parses = count_parses(monkeypatch)
     fetch = Fetches(fail="HTTP 404 Not Found")
     client, _ = real_engine_client(fetch)
     conn = RecordingConnection()

@@ -71,9 +71,8 @@ def result_of(deferred: defer.Deferred[Any]) -> Any:
     return out[0]
 
 
-def test_validate_endpoints_and_prepare_parse_the_plan_once(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+def count_parses(monkeypatch: pytest.MonkeyPatch) -> list[object]:
+    """The plans the engine parses from now on (callmeter.plan.parse_plan as it calls it)."""
     parses: list[object] = []
     real = engine_module.parse_plan
 
@@ -82,6 +81,13 @@ def test_validate_endpoints_and_prepare_parse_the_plan_once(
         return real(data, max_endpoints=max_endpoints)
 
     monkeypatch.setattr(engine_module, "parse_plan", counting)
+    return parses
+
+
+def test_validate_endpoints_and_prepare_parse_the_plan_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    parses = count_parses(monkeypatch)
     engine, _ = make()
     data = plan(3, 2)
     assert engine.validate(data) == []
